@@ -74,6 +74,10 @@ def load_pretrained(model: nn.Module, path: str, sha256: Optional[str] = None, s
     target, state = filter_fn(state, model) if filter_fn else (model, state)
     target_name = "model" if target is model else "backbone"
     own = target.state_dict()
+    if not any(k in own for k in state):
+        raise WeightsError("weights file %s has no key of the %s of %s (its first keys: %s); the file is for another "
+                           "model family" % (path, target_name, type(model).__name__,
+                                             ", ".join(list(state)[:_SHOW_KEYS])))
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if mismatched:
         shown = ", ".join("%s %s vs %s" % (k, tuple(state[k].shape), tuple(own[k].shape))
@@ -92,7 +96,5 @@ def load_pretrained(model: nn.Module, path: str, sha256: Optional[str] = None, s
         len(report.unexpected), ", ".join(report.unexpected[:_SHOW_KEYS]))
     if strict:
         raise WeightsError(summary + "; the file is not a checkpoint of this model")
-    if len(report.missing) == len(own):
-        raise WeightsError(summary + "; no key matched: the file is for another model family")
     log.warning(summary)
     return report

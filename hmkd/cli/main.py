@@ -1,0 +1,45 @@
+"""The ``hmkd`` console script: dispatches to one module per subcommand.
+
+Usage: hmkd --help; hmkd models; hmkd flops segformer_b4 --num-classes 19 --size 512x1024 [--json]
+"""
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from hmkd import __version__
+
+# subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
+COMMANDS = ["models", "flops"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hmkd", description="Heterogeneous knowledge distillation for semantic "
+                                     "segmentation, on one machine or a Slurm cluster.")
+    parser.add_argument("--version", action="version", version="hmkd %s" % __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module("hmkd.cli." + name.replace("-", "_"))
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:  # user mistakes: one line, no traceback
+        print("hmkd %s: error: %s" % (args.command, exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

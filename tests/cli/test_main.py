@@ -1,0 +1,56 @@
+"""The console script: subcommands listed, flops in text and JSON, bad input as one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hmkd.cli.main import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "hmkd"] + list(args), capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("models", "flops"):
+        assert command in result.stdout
+
+
+def test_models_lists_every_family(capsys):
+    assert main(["models", "--num-classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "segformer_b4" in out and "deeplabv3_r101" in out
+    assert "64@/4 128@/8 320@/16 512@/32" in out  # SegFormer-B4's declared stages
+
+
+def test_flops_json_counts_attention_products(capsys):
+    assert main(["flops", "segformer_tiny", "--num-classes", "3", "--size", "64x96", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["params"] == sum(p.numel() for p in __import__("hmkd.models", fromlist=["x"]).build_model(
+        "segformer_tiny", 3).parameters())
+    assert info["flops_attention"] > 0 and info["flops"] == info["flops_mmcv"] + info["flops_attention"]
+    # Stage 1 of the tiny variant: 16x24 tokens, keys reduced 8x8 to 2x3, width 8; Q K^T and A V.
+    assert info["flops_attention"] >= 2 * 384 * 6 * 8
+
+
+def test_flops_scale_with_input_area(capsys):
+    main(["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "64x64", "--json"])
+    small = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    main(["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "128x128", "--json"])
+    large = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert small["params"] == large["params"]
+    assert 3.5 < large["flops"] / small["flops"] <= 4.0  # a CNN's cost is linear in the pixel count
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["flops", "resnet9", "--num-classes", "3", "--size", "64x64"], "unknown model 'resnet9'"),
+    (["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "64by64"], "--size must look like"),
+])
+def test_bad_input_is_one_line_error(args, expected):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

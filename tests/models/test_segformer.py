@@ -1,0 +1,89 @@
+"""SegFormer: numerically equal to transformers' implementation, NVlabs encoder loading, strides."""
+import pytest
+import torch
+
+from hmkd.models import build_model, load_pretrained
+from hmkd.models.segformer import convert_hf_state_dict
+
+transformers = pytest.importorskip("transformers")
+
+# name -> (hidden sizes, depths, decoder width), the published configurations.
+HF_CONFIGS = {
+    "segformer_b0": ([32, 64, 160, 256], [2, 2, 2, 2], 256),
+    "segformer_b2": ([64, 128, 320, 512], [3, 4, 6, 3], 768),
+}
+
+
+def _hf_model(name: str, num_classes: int):
+    sizes, depths, decoder = HF_CONFIGS[name]
+    config = transformers.SegformerConfig(hidden_sizes=sizes, depths=depths, decoder_hidden_size=decoder,
+                                          num_labels=num_classes, num_attention_heads=[1, 2, 5, 8],
+                                          sr_ratios=[8, 4, 2, 1])
+    torch.manual_seed(0)
+    model = transformers.SegformerForSemanticSegmentation(config).eval()
+    with torch.no_grad():  # random running statistics, so the BN in the decoder is exercised too
+        bn = model.decode_head.batch_norm
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(HF_CONFIGS))
+def test_equals_transformers_segformer(name):
+    """Converted random weights give the same logits and stage features as transformers', non-square input."""
+    hf = _hf_model(name, num_classes=5)
+    # transformers uses LayerNorm's default eps (1e-5) where NVlabs uses 1e-6 in blocks and stage norms.
+    ours = build_model(name, num_classes=5, norm_eps=1e-5).eval()
+    ours.load_state_dict(convert_hf_state_dict(hf.state_dict()), strict=True)
+    images = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        expected = hf(pixel_values=images, output_hidden_states=True)
+        out = ours(images)
+    assert out.logits.shape == (2, 5, 24, 40)
+    torch.testing.assert_close(out.logits, expected.logits, rtol=0, atol=1e-5)
+    for feat, ref in zip(out.features, expected.hidden_states):
+        torch.testing.assert_close(feat, ref, rtol=0, atol=1e-5)
+
+
+def test_loads_hf_checkpoint_file_through_load_pretrained(tmp_path):
+    hf = _hf_model("segformer_b0", num_classes=3)
+    path = tmp_path / "hf_segformer_b0.bin"
+    torch.save(hf.state_dict(), path)
+    ours = build_model("segformer_b0", num_classes=3, norm_eps=1e-5).eval()
+    report = load_pretrained(ours, str(path))
+    assert report.target == "model" and not report.missing and not report.unexpected
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images).logits, hf(pixel_values=images).logits, rtol=0, atol=1e-5)
+
+
+def test_loads_nvlabs_mit_encoder_and_reports_head(tmp_path):
+    """An NVlabs ImageNet encoder (encoder keys + classifier ``head.*``) fills the backbone exactly."""
+    source = build_model("segformer_b0", num_classes=19)
+    encoder = dict(source.backbone.state_dict())
+    encoder["head.weight"] = torch.randn(1000, 256)
+    encoder["head.bias"] = torch.randn(1000)
+    path = tmp_path / "mit_b0.pth"
+    torch.save(encoder, path)
+    model = build_model("segformer_b0", num_classes=19, pretrained=str(path))
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+
+
+def test_attn_mean_option_replaces_stage3_only():
+    torch.manual_seed(0)
+    plain = build_model("segformer_tiny", num_classes=4).eval()
+    variant = build_model("segformer_tiny", num_classes=4, stage3_features="attn_mean").eval()
+    variant.load_state_dict(plain.state_dict())
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = plain(images), variant(images)
+    torch.testing.assert_close(a.logits, b.logits)
+    assert b.features[2].shape == a.features[2].shape
+    assert not torch.allclose(a.features[2], b.features[2])
+    torch.testing.assert_close(a.features[3], b.features[3])
+
+
+def test_rejects_unknown_stage3_option():
+    with pytest.raises(ValueError, match="stage3_features"):
+        build_model("segformer_tiny", num_classes=4, stage3_features="mean")

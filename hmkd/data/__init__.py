@@ -1,0 +1,23 @@
+"""Segmentation datasets (Cityscapes, CamVid, list files, synthetic), their checks and their transforms.
+
+Usage:
+    from hmkd.data import build_dataset
+    train_set = build_dataset({"name": "cityscapes", "root": "/data/cityscapes"}, split="train", seed=0)
+"""
+from hmkd.data.base import IGNORE_INDEX, Sample, SegDataset, colorize, sample_rng, write_sample_list
+from hmkd.data.builder import DATASET_NAMES, DataConfig, build_dataset
+from hmkd.data.camvid import CamVidDataset, camvid_samples
+from hmkd.data.cityscapes import CityscapesDataset, cityscapes_samples, label_id_to_train_id
+from hmkd.data.files import DatasetError, read_image, read_label
+from hmkd.data.listfile import ListDataset, read_sample_list
+from hmkd.data.synthetic import SyntheticDataset, generate_scene
+from hmkd.data.transforms import EvalTransform, Normalize, TrainTransform
+from hmkd.data.validation import LabelSpec, check_samples
+
+__all__ = [
+    "IGNORE_INDEX", "DATASET_NAMES", "CamVidDataset", "CityscapesDataset", "DataConfig", "DatasetError",
+    "EvalTransform", "LabelSpec", "ListDataset", "Normalize", "Sample", "SegDataset", "SyntheticDataset",
+    "TrainTransform", "build_dataset", "camvid_samples", "check_samples", "cityscapes_samples", "colorize",
+    "generate_scene", "label_id_to_train_id", "read_image", "read_label", "read_sample_list", "sample_rng",
+    "write_sample_list",
+]

@@ -16,7 +16,8 @@ def _write_png(path, array):
 
 def _truncate(path):
     """Keeps the first half of a valid file's bytes, like an interrupted copy."""
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     with open(path, "wb") as f:
         f.write(data[:len(data) // 2])
 

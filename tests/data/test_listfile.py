@@ -10,7 +10,8 @@ def test_written_list_reads_back_to_the_same_samples(make_cityscapes, tmp_path):
     ds = CityscapesDataset(root, "train")
     relative = str(tmp_path / "lists" / "train_rel.txt")
     assert write_sample_list(ds, relative, root=root) == 4
-    first = open(relative).readline().split()
+    with open(relative) as f:
+        first = f.readline().split()
     assert first == ["leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png",
                      "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png"]
     assert read_sample_list(relative, root=root) == ds.samples

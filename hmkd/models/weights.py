@@ -3,7 +3,7 @@
 Usage: report = load_pretrained(model, "weights/resnet18-5c106cde.pth", sha256=None)
 
 Reads torchvision ResNet checkpoints, NVlabs MiT encoders, Hugging Face SegFormer state dicts, mmcv-style
-``{"state_dict": ...}`` files and this project's own checkpoints (``{"model": ...}``). Each model family's
+``{"state_dict": ...}`` files and this project's own checkpoints (``{"model": ...}``; from a training checkpoint only the student's weights). Each model family's
 ``checkpoint_filter_fn`` decides whether the file fills the backbone or the whole model. Missing and unexpected
 keys are reported; a shape mismatch or an unreadable file stops with an error naming the file and the keys.
 """
@@ -61,7 +61,10 @@ def read_state_dict(path: str, sha256: Optional[str] = None) -> Dict[str, Tensor
             break
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError("weights file %s does not hold a state dict (name -> tensor)" % path)
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    obj = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    if any(k.startswith("student.") for k in obj):  # a training checkpoint: the student, not the alignment modules
+        obj = {k[len("student."):]: v for k, v in obj.items() if k.startswith("student.")}
+    return obj
 
 
 def load_pretrained(model: nn.Module, path: str, sha256: Optional[str] = None, strict: bool = False) -> LoadReport:

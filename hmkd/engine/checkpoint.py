@@ -1,0 +1,110 @@
+"""Atomic checkpoints in a run directory: step files, a ``latest`` pointer, the last k kept plus the best.
+
+Usage:
+    manager = CheckpointManager(run_dir / "checkpoints", keep=3)
+    manager.save(state_dict, step=1000, metric=0.71)      # rank 0 only
+    state = manager.load_latest()                        # None when the run is fresh
+
+Every file is written to a temp file in the same folder, flushed, fsynced and renamed over its target, and the
+folder is fsynced, so a kill at any moment leaves either the old or the new file, never a torn one. The pointer
+is updated only after the step file is complete, so ``latest`` always names a whole checkpoint.
+"""
+import io
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+import torch
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
+LATEST = "latest"
+BEST = "best.json"
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, ".%s.tmp.%d" % (os.path.basename(path), os.getpid()))
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class CheckpointManager:
+    def __init__(self, folder: str, keep: int = 3):
+        if keep < 1:
+            raise ValueError("train.keep_checkpoints must be >= 1, got %r" % keep)
+        self.folder = folder
+        self.keep = keep
+
+    def step_path(self, step: int) -> str:
+        return os.path.join(self.folder, "step_%08d.pth" % step)
+
+    def steps(self) -> List[int]:
+        if not os.path.isdir(self.folder):
+            return []
+        return sorted(int(m.group(1)) for m in map(_STEP_FILE.match, os.listdir(self.folder)) if m)
+
+    def best(self) -> Optional[Dict[str, Any]]:
+        path = os.path.join(self.folder, BEST)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as handle:
+            return json.load(handle)
+
+    def save(self, state: Dict[str, Any], step: int, metric: Optional[float] = None) -> str:
+        """Write the step file, then the pointer; record it as best when ``metric`` beats the best so far."""
+        os.makedirs(self.folder, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        path = self.step_path(step)
+        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_text(os.path.join(self.folder, LATEST), os.path.basename(path) + "\n")
+        best = self.best()
+        if metric is not None and (best is None or metric > best["metric"]):
+            atomic_write_text(os.path.join(self.folder, BEST), json.dumps({"step": step, "metric": metric,
+                                                                           "file": os.path.basename(path)}))
+        self._prune()
+        return path
+
+    def latest_path(self) -> Optional[str]:
+        pointer = os.path.join(self.folder, LATEST)
+        if not os.path.isfile(pointer):
+            return None
+        with open(pointer) as handle:
+            name = handle.read().strip()
+        path = os.path.join(self.folder, name)
+        if not _STEP_FILE.match(name) or not os.path.isfile(path):
+            raise ValueError("checkpoint pointer %s names %r, which is not a checkpoint in that folder; remove the "
+                             "pointer to start over or restore the file" % (pointer, name))
+        return path
+
+    def load_latest(self) -> Optional[Dict[str, Any]]:
+        path = self.latest_path()
+        return torch.load(path, map_location="cpu") if path else None
+
+    def _prune(self) -> None:
+        best = self.best()
+        protected = {best["step"]} if best else set()
+        steps = self.steps()
+        for step in steps[:-self.keep]:
+            if step not in protected:
+                os.remove(self.step_path(step))
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files left by a writer killed mid-write; call at start, before this run writes anything."""
+        if os.path.isdir(self.folder):
+            for name in os.listdir(self.folder):
+                if name.startswith(".") and ".tmp." in name:
+                    os.remove(os.path.join(self.folder, name))

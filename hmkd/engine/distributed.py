@@ -1,0 +1,102 @@
+"""Process-group setup in one place: Slurm, torchrun or a single process; the device is chosen here, once.
+
+Usage:
+    env = init_distributed(device="auto")     # DistEnv(rank, world_size, local_rank, device, backend)
+    ...
+    shutdown_distributed()
+
+torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) win when present; otherwise Slurm's
+(SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, the first host of SLURM_JOB_NODELIST, a port derived from the job
+id). A half-set environment (a rank without a world size, say) is refused rather than guessed. NCCL on GPUs,
+gloo on CPUs.
+"""
+import os
+import subprocess
+from typing import Dict, NamedTuple, Optional
+
+import torch
+import torch.distributed as dist
+
+
+class DistEnv(NamedTuple):
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: Optional[str]
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """First host of a Slurm node list; scontrol expands ranges like ``node[01-04,07]`` when it is installed."""
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    head = nodelist.split(",")[0]
+    if "[" in head:
+        prefix, rest = head.split("[", 1)
+        head = prefix + rest.split(",")[0].split("-")[0].rstrip("]")
+    return head
+
+
+def read_launcher_env(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Rank variables as torchrun names them, from torchrun's or Slurm's environment (empty: single process)."""
+    env = os.environ if environ is None else environ
+    torchrun_keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    present = [k for k in torchrun_keys if k in env]
+    if present:
+        missing = [k for k in torchrun_keys if k not in env]
+        if missing:
+            raise ValueError("distributed environment is half set: %s present but %s missing; set all of %s or none"
+                             % (", ".join(present), ", ".join(missing), ", ".join(torchrun_keys)))
+        return {k: env[k] for k in torchrun_keys}
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        for key in ("SLURM_NTASKS", "SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"):
+            if key not in env:
+                raise ValueError("Slurm environment is half set: SLURM_PROCID present but %s missing" % key)
+        port = env.get("MASTER_PORT") or str(20000 + int(env["SLURM_JOB_ID"]) % 20000)
+        return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"], "LOCAL_RANK": env["SLURM_LOCALID"],
+                "MASTER_ADDR": env.get("MASTER_ADDR") or first_slurm_host(env["SLURM_JOB_NODELIST"]),
+                "MASTER_PORT": port}
+    return {}
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError("train.device must be auto, cpu or cuda, got %r" % requested)
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but no CUDA device is visible; use train.device=cpu or auto")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    launch = read_launcher_env()
+    if not launch:
+        return DistEnv(0, 1, 0, pick_device(device, 0), None)
+    os.environ.update(launch)  # init_method env:// reads them
+    rank, world, local = int(launch["RANK"]), int(launch["WORLD_SIZE"]), int(launch["LOCAL_RANK"])
+    dev = pick_device(device, local)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+    return DistEnv(rank, world, local, dev, backend if world > 1 else None)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

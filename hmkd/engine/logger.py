@@ -1,0 +1,90 @@
+"""Training logs: ``metrics.jsonl`` (one line per logged step), a plain log file, and a live line on a terminal.
+
+Usage:
+    logger = MetricsLogger(run_dir, total_steps, is_main)
+    logger.log_step(step, {"loss/ce": 0.7, "lr": 0.01}, images_per_s=12.3)
+"""
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:  # a line cut by a kill mid-write: skip it, the rest is good
+                    continue
+    return rows
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: str, total_steps: int, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.total_steps = total_steps
+        self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
+        self.log_path = os.path.join(run_dir, "train.log")
+        self.stream = stream or sys.stdout
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.time()
+        self.start_step: Optional[int] = None
+
+    def _write(self, path: str, text: str) -> None:
+        with open(path, "a") as handle:
+            handle.write(text)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        line = "%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), text)
+        self._write(self.log_path, line + "\n")
+        if self.live:
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def drop_after(self, step: int) -> None:
+        """After a resume from ``step``, forget lines the killed run logged past it (they will be logged again)."""
+        if not self.enabled:
+            return
+        rows = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+        with open(self.metrics_path + ".tmp", "w") as handle:
+            handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        os.replace(self.metrics_path + ".tmp", self.metrics_path)
+
+    def log(self, record: Dict[str, Any]) -> None:
+        if self.enabled:
+            self._write(self.metrics_path, json.dumps(record, sort_keys=True) + "\n")
+
+    def log_step(self, step: int, values: Dict[str, float], images_per_s: float) -> None:
+        if not self.enabled:
+            return
+        if self.start_step is None:
+            self.start_step, self.started = step - 1, time.time()
+        done = step - self.start_step
+        eta_s = (time.time() - self.started) / max(done, 1) * (self.total_steps - step)
+        record = dict(values, step=step, images_per_s=round(images_per_s, 3), eta_s=round(eta_s, 1))
+        self.log(record)
+        terms = " ".join("%s %.4f" % (k, v) for k, v in sorted(values.items()) if k != "lr")
+        text = "step %d/%d  %s  lr %.3g  %.1f img/s  eta %s" % (step, self.total_steps, terms, values.get("lr", 0),
+                                                               images_per_s, _hms(eta_s))
+        self._write(self.log_path, "%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+        if self.live:
+            bar = int(30 * step / self.total_steps)
+            self.stream.write("\r\033[K[%s%s] %s" % ("#" * bar, "." * (30 - bar), text))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)

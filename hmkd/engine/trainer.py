@@ -1,0 +1,294 @@
+"""The one training loop: teacher pretraining, baselines and distillation all run here.
+
+Usage: result = train(cfg, run_dir)      # resumes from run_dir/checkpoints when a checkpoint is there
+
+Distillation is this loop with a frozen teacher whose outputs are handed to the criterion; there is no branch per
+method. The student and the criterion (whose terms may own alignment modules) form one trainable module: DDP wraps
+it, the optimizer trains it and checkpoints save it. The teacher stays outside.
+"""
+import io
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from hmkd import __version__
+from hmkd.config import ExperimentConfig
+from hmkd.data import build_dataset
+from hmkd.engine.checkpoint import CheckpointManager, atomic_write_bytes, atomic_write_text
+from hmkd.engine.distributed import DistEnv, init_distributed
+from hmkd.engine.logger import MetricsLogger
+from hmkd.engine.optim import build_optimizer, build_scheduler
+from hmkd.engine.plots import plot_run
+from hmkd.engine.sampler import ResumableSampler
+from hmkd.evaluation import evaluate_model
+from hmkd.losses import build_criterion
+from hmkd.losses.criterion import TermContext
+from hmkd.models import build_model, load_pretrained
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or inf; the run stops and the latest checkpoint stays the last good one."""
+
+
+class TrainableModule(nn.Module):
+    """Student + criterion: everything the optimizer updates and the checkpoint restores."""
+
+    def __init__(self, student: nn.Module, criterion: nn.Module):
+        super().__init__()
+        self.student = student
+        self.criterion = criterion
+
+    def forward(self, images: Tensor, labels: Tensor, teacher_out=None) -> Dict[str, Tensor]:
+        return self.criterion(self.student(images), labels, teacher_out)
+
+
+def build_teacher(cfg: ExperimentConfig, num_classes: int) -> Optional[nn.Module]:
+    """The frozen teacher, loaded strictly from its checkpoint; None when the config names none."""
+    if cfg.teacher is None:
+        return None
+    teacher = build_model(cfg.teacher.name, num_classes, **cfg.teacher.options)
+    load_pretrained(teacher, cfg.teacher.checkpoint, sha256=cfg.teacher.checkpoint_sha256, strict=True)
+    teacher.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def seed_everything(seed: int, rank: int, deterministic: bool) -> None:
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def rng_state() -> Dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_objects(obj: Any, env: DistEnv) -> list:
+    if env.world_size == 1:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.env = env or init_distributed(cfg.train.device)
+        t = cfg.train
+        seed_everything(t.seed, self.env.rank, t.deterministic)
+        self.device = self.env.device
+        self.train_set = build_dataset(cfg.data, split="train", train=True, seed=t.seed)
+        self.val_set = build_dataset(cfg.data, split=cfg.eval.split, train=False, validate="none")
+        self.num_classes = self.train_set.num_classes
+        student = build_model(cfg.model.name, self.num_classes, pretrained=cfg.model.pretrained,
+                              pretrained_sha256=cfg.model.pretrained_sha256, **cfg.model.options)
+        self.teacher = build_teacher(cfg, self.num_classes)
+        criterion = build_criterion(cfg.loss.terms, TermContext(student, self.teacher, cfg.loss.ignore_index))
+        self.module = TrainableModule(student, criterion)
+        if self.env.world_size > 1 and self.device.type == "cuda":
+            self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+        self.module.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        self.wrapped = self.module
+        if self.env.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
+        self.optimizer = build_optimizer(self.module, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.cuda.amp.GradScaler(enabled=t.amp and self.device.type == "cuda")
+        self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed)
+        loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
+        loader_rng.manual_seed(t.seed)
+        self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=t.num_workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0,
+                                 generator=loader_rng)
+        self.checkpoints = CheckpointManager(os.path.join(run_dir, "checkpoints"), keep=t.keep_checkpoints)
+        self.logger = MetricsLogger(run_dir, cfg.schedule.max_iters, enabled=self.env.is_main)
+        self.step = 0
+        self.epoch = 0
+        self.consumed = 0
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "consumed": self.consumed,
+                "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "world_size": self.env.world_size, "hmkd_version": __version__, "config": self.cfg.to_dict()}
+
+    def save(self, metric: Optional[float] = None) -> None:
+        rngs = gather_objects(rng_state(), self.env)  # every rank's RNG, so each resumes its own stream
+        if self.env.is_main:
+            state = self.state_dict()
+            state["rng"] = rngs
+            self.checkpoints.save(state, self.step, metric)
+        if self.env.world_size > 1:
+            dist.barrier()
+
+    def resume(self) -> bool:
+        if self.env.is_main:
+            self.checkpoints.remove_stale_temp_files()
+        state = self.checkpoints.load_latest()
+        if state is None:
+            return False
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
+        if state["world_size"] == self.env.world_size:
+            set_rng_state(state["rng"][self.env.rank])
+        else:
+            self.logger.message("resuming a %d-process run with %d processes: data order continues, random streams "
+                                "are reseeded" % (state["world_size"], self.env.world_size))
+            seed_everything(self.cfg.train.seed + self.step, self.env.rank, self.cfg.train.deterministic)
+        self.logger.drop_after(self.step)
+        self.logger.message("resumed from step %d (%s)" % (self.step, self.checkpoints.latest_path()))
+        return True
+
+    # ----------------------------------------------------------------- loop
+    def batches(self):
+        while True:
+            self.sampler.set_position(self.epoch, self.consumed)
+            for batch in self.loader:
+                self.consumed += 1
+                yield batch
+            self.epoch, self.consumed = self.epoch + 1, 0
+
+    def train_step(self, batches) -> Dict[str, float]:
+        t = self.cfg.train
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: Dict[str, float] = {}
+        for micro in range(t.grad_accum):
+            batch = next(batches)
+            images = batch["image"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            sync = micro == t.grad_accum - 1 or self.env.world_size == 1
+            with (nullcontext() if sync else self.wrapped.no_sync()):
+                teacher_out = None
+                if self.teacher is not None:
+                    with torch.no_grad(), torch.autocast(self.device.type, self.amp_dtype, enabled=self.cfg.teacher.amp):
+                        teacher_out = self.teacher(images)
+                with torch.autocast(self.device.type, self.amp_dtype, enabled=t.amp):
+                    terms = self.wrapped(images, labels, teacher_out)
+                values = self.check_finite(terms)
+                total = sum(terms.values())
+                self.scaler.scale(total / t.grad_accum).backward()
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value / t.grad_accum
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return sums
+
+    def check_finite(self, terms: Dict[str, Tensor]) -> Dict[str, float]:
+        """Rank-averaged term values; every rank sees the same numbers, so all stop together on NaN/inf."""
+        stacked = torch.stack([v.detach().float() for v in terms.values()])
+        if self.env.world_size > 1:
+            dist.all_reduce(stacked)
+            stacked /= self.env.world_size
+        values = dict(zip(terms, stacked.tolist()))
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            latest = self.checkpoints.latest_path()
+            raise NonFiniteLossError("loss term %s is %s at step %d; the latest checkpoint (%s) is the last good one; "
+                                     "lower optim.lr or check the data" % (bad[0], values[bad[0]], self.step + 1,
+                                                                           latest or "none yet"))
+        return values
+
+    def evaluate(self) -> Dict[str, Any]:
+        e = self.cfg.eval
+        return evaluate_model(self.module.student, self.val_set, self.num_classes, self.cfg.loss.ignore_index,
+                              self.device, e, self.env.rank, self.env.world_size)
+
+    def run(self) -> Dict[str, Any]:
+        t, total_steps = self.cfg.train, self.cfg.schedule.max_iters
+        if self.env.is_main:
+            os.makedirs(self.run_dir, exist_ok=True)
+            atomic_write_text(os.path.join(self.run_dir, "config.yaml"),
+                              yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        self.resume()
+        global_batch = t.batch_size * self.env.world_size * t.grad_accum
+        self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
+                            % (self.cfg.model.name, total_steps, global_batch, t.batch_size, self.env.world_size,
+                               t.grad_accum, self.device))
+        self.module.train()
+        if self.teacher is not None:
+            self.teacher.eval()
+        batches = self.batches()
+        window: Dict[str, float] = {}
+        window_steps, tic = 0, time.time()
+        while self.step < total_steps:
+            values = self.train_step(batches)
+            for name, value in values.items():
+                window[name] = window.get(name, 0.0) + value
+            window_steps += 1
+            if self.step % t.log_interval == 0 or self.step == total_steps:
+                logged = {"loss/" + k: v / window_steps for k, v in window.items()}
+                logged["loss/total"] = sum(logged.values())
+                logged["lr"] = self.optimizer.param_groups[0]["lr"]
+                self.logger.log_step(self.step, logged, global_batch * window_steps / (time.time() - tic))
+                window, window_steps, tic = {}, 0, time.time()
+            metric = None
+            if t.eval_interval and self.step % t.eval_interval == 0 and self.step < total_steps:
+                metric = self.validate()
+            if self.step % t.checkpoint_interval == 0 or metric is not None:
+                self.save(metric)
+        return self.finish()
+
+    def validate(self) -> float:
+        self.module.eval()
+        metrics = self.evaluate()
+        self.module.train()
+        self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
+        self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],
+                                                                       100 * metrics["aAcc"]))
+        return metrics["mIoU"]
+
+    def finish(self) -> Dict[str, Any]:
+        """Final evaluation, checkpoint, student weights, plots; the caller writes DONE after this returns."""
+        miou = self.validate()
+        self.save(miou)
+        if self.env.is_main:
+            buffer = io.BytesIO()
+            torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
+                        "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
+            atomic_write_bytes(os.path.join(self.run_dir, "student.pth"), buffer.getvalue())
+            plot_run(self.run_dir)
+        return {"step": self.step, "mIoU": miou}
+
+
+def train(cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None) -> Dict[str, Any]:
+    return Trainer(cfg, run_dir, env).run()

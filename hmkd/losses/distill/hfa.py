@@ -1,0 +1,155 @@
+"""HFA: heterogeneous feature alignment by learned warping of the teacher map (HMKD alignment 2).
+
+Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, context_on: auto, chunk_size: 1024, align_corners: true}
+
+Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
+1. T is resized bilinearly to (h, w) and projected to Cs by a 1x1 conv.
+2. The CNN side gets the parameter-free global context (:mod:`global_context`), computed in query chunks.
+   ``context_on: auto`` picks the side(s) whose model is a CNN (DeepLabV3, or a model declaring
+   ``family = "cnn"``): the student for SegFormer -> DeepLabV3, the teacher for the reverse, both for CNN pairs,
+   neither for transformer pairs. On the teacher side it acts on the projected map of step 1.
+3. Each side is refined by its own :class:`RRB`.
+4. :class:`OffsetHead` predicts a 2-channel offset (x then y) from G = S_refined * T_refined; its last conv
+   starts at zero, so training starts from the identity warp.
+5. The refined teacher is warped by :func:`warp` (grid = identity + offset / (w, h)).
+6. The loss is the MSE between the warped teacher and the refined student.
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hmkd.losses.criterion import TermContext, register_term
+from hmkd.losses.distill.common import boolean, choice, integer, model_family, parse_options, resize_to, stage_infos
+from hmkd.losses.distill.global_context import global_context
+from hmkd.models.output import SegOutput
+
+
+def warp(feat_bchw: Tensor, offset_b2hw: Tensor, align_corners: bool = True) -> Tensor:
+    """Bilinear sampling of ``feat`` at the identity grid plus ``offset`` / (w, h), zeros outside the map.
+
+    The identity grid is linspace(-1, 1) on both axes and the offset is divided by the map size, as in the authors'
+    code (SFNet's flow warp), so one offset unit moves about half a pixel. With align_corners=True a zero offset
+    samples the pixel centres: the identity up to float rounding of the normalised grid. With align_corners=False
+    (the authors' grid_sample default) the same grid is read against the pixel edges, so a zero offset shrinks the
+    map slightly towards its centre and blends the border with the zero padding.
+    """
+    _, _, height, width = feat_bchw.shape
+    # The grid stays in float32 or wider: in half precision its rounding alone is a visible fraction of a pixel.
+    feat_bchw = feat_bchw.to(torch.promote_types(feat_bchw.dtype, torch.float32))
+    kwargs = dict(dtype=feat_bchw.dtype, device=feat_bchw.device)
+    grid_y, grid_x = torch.meshgrid(torch.linspace(-1.0, 1.0, height, **kwargs),
+                                    torch.linspace(-1.0, 1.0, width, **kwargs), indexing="ij")
+    identity_1hw2 = torch.stack((grid_x, grid_y), dim=-1).unsqueeze(0)
+    scale = torch.tensor([width, height], **kwargs)
+    grid_bhw2 = identity_1hw2 + offset_b2hw.permute(0, 2, 3, 1).to(feat_bchw.dtype) / scale
+    return F.grid_sample(feat_bchw, grid_bhw2, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
+
+
+class RRB(nn.Module):
+    """Residual refinement block: u = conv1x1(x); out = BN(u + conv3x3(BN(conv3x3(u))) with a C/4 bottleneck.
+
+    The residual branch reads u (DFN's RRB, and the authors' code). No ReLU inside, as in the method description.
+    Convs have no bias: each is followed by a BatchNorm, directly or after the sum.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        mid = max(1, channels // 4)
+        self.unify = nn.Conv2d(channels, channels, 1, bias=False)
+        self.residual = nn.Sequential(nn.Conv2d(channels, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid),
+                                      nn.Conv2d(mid, channels, 3, padding=1, bias=False))
+        self.norm = nn.BatchNorm2d(channels)
+
+    def forward(self, x_bchw: Tensor) -> Tensor:
+        u_bchw = self.unify(x_bchw)
+        return self.norm(u_bchw + self.residual(u_bchw))
+
+
+def _conv_bn_relu(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                         nn.ReLU(inplace=True))
+
+
+class OffsetHead(nn.Module):
+    """G (B, C, h, w) -> offset (B, 2, h, w): two conv3x3-BN-ReLU branches, concat, conv1x1-BN, conv3x3 -> 2.
+
+    The last conv (weight and bias) starts at zero so the first steps align nothing by warping; its input is not
+    zero, so it still receives gradient and the warp is learned from there.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.branch_a = _conv_bn_relu(channels)
+        self.branch_b = _conv_bn_relu(channels)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.offset = nn.Conv2d(channels, 2, 3, padding=1)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+
+    def forward(self, g_bchw: Tensor) -> Tensor:
+        return self.offset(self.fuse(torch.cat([self.branch_a(g_bchw), self.branch_b(g_bchw)], dim=1)))
+
+
+def resolve_context_sides(context_on: str, student: nn.Module, teacher: nn.Module, path: str) -> Sequence[str]:
+    """The sides ("student", "teacher") that get global context; ``auto`` = the CNN side(s), by model family."""
+    if context_on == "both":
+        return ("student", "teacher")
+    if context_on == "none":
+        return ()
+    if context_on != "auto":
+        return (context_on,)
+    families = {"student": model_family(student), "teacher": model_family(teacher)}
+    unknown = [side for side, family in families.items() if family is None]
+    if unknown:
+        raise ValueError("%s=auto cannot tell whether the %s (%s) is a CNN; set it to student, teacher, both or none"
+                         % (path, unknown[0], type(student if unknown[0] == "student" else teacher).__name__))
+    return tuple(side for side in ("student", "teacher") if families[side] == "cnn")
+
+
+@register_term("hfa")
+class HFATerm(nn.Module):
+    needs_teacher = True
+
+    def __init__(self, stage: int, student_channels: int, teacher_channels: int, context_sides: Sequence[str] = (),
+                 chunk_size: int = 1024, align_corners: bool = True):
+        super().__init__()
+        self.stage = stage
+        self.context_sides = tuple(context_sides)
+        self.chunk_size = chunk_size
+        self.align_corners = align_corners
+        self.teacher_proj = nn.Conv2d(teacher_channels, student_channels, 1)
+        self.student_rrb = RRB(student_channels)
+        self.teacher_rrb = RRB(student_channels)
+        self.offset_head = OffsetHead(student_channels)
+
+    @classmethod
+    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "HFATerm":
+        opts = parse_options(options, where, {
+            "stage": (2, integer(0)),
+            "context_on": ("auto", choice("auto", "student", "teacher", "both", "none")),
+            "chunk_size": (1024, integer(1)),
+            "align_corners": (True, boolean),
+        })
+        student, teacher = stage_infos(context, opts["stage"], where + ".stage")
+        sides = resolve_context_sides(opts["context_on"], context.student, context.teacher, where + ".context_on")
+        return cls(opts["stage"], student.channels, teacher.channels, sides, opts["chunk_size"], opts["align_corners"])
+
+    def extra_repr(self) -> str:
+        return "stage=%d, context_on=%s, chunk_size=%d, align_corners=%s" % (
+            self.stage, "+".join(self.context_sides) or "none", self.chunk_size, self.align_corners)
+
+    def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
+        student_bchw = student_out.features[self.stage]
+        teacher_bchw = teacher_out.features[self.stage].detach()
+        teacher_bchw = self.teacher_proj(resize_to(teacher_bchw, student_bchw.shape[2:]))
+        if "student" in self.context_sides:
+            student_bchw = global_context(student_bchw, self.chunk_size)
+        if "teacher" in self.context_sides:
+            teacher_bchw = global_context(teacher_bchw, self.chunk_size)
+        student_ref = self.student_rrb(student_bchw)
+        teacher_ref = self.teacher_rrb(teacher_bchw)
+        offset_b2hw = self.offset_head(student_ref * teacher_ref)
+        warped = warp(teacher_ref, offset_b2hw, self.align_corners)
+        return F.mse_loss(warped, student_ref)

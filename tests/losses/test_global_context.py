@@ -1,0 +1,85 @@
+"""Chunked global context: same values and gradients as the direct formula, without keeping an (hw, hw) matrix."""
+import pytest
+import torch
+from torch.autograd.graph import saved_tensors_hooks
+
+from hmkd.losses.distill import global_context, global_context_direct
+
+
+def _explicit(x_bchw):
+    """The formula written out per image and position, independent of both implementations."""
+    out = torch.empty_like(x_bchw)
+    for b in range(x_bchw.shape[0]):
+        feats = x_bchw[b].flatten(1)                       # (C, N)
+        for i in range(feats.shape[1]):
+            weights = torch.softmax(feats[:, i] @ feats, dim=0)
+            out[b].view(feats.shape[0], -1)[:, i] = feats @ weights
+    return out
+
+
+@pytest.mark.parametrize("shape,chunk", [
+    ((2, 5, 7, 9), 10),     # hw = 63, not a multiple of the chunk
+    ((1, 3, 5, 5), 1),      # one query at a time
+    ((3, 4, 4, 6), 64),     # one chunk larger than hw
+])
+def test_chunked_matches_direct_values_and_gradients(shape, chunk):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(*shape, dtype=torch.float64)
+    chunked = global_context(x, chunk)
+    (grad_chunked,) = torch.autograd.grad((chunked * upstream).sum(), x)
+    direct = global_context_direct(x)
+    (grad_direct,) = torch.autograd.grad((direct * upstream).sum(), x)
+    assert chunked.shape == x.shape and chunked.dtype == torch.float64
+    torch.testing.assert_close(chunked, direct, atol=1e-10, rtol=0)
+    torch.testing.assert_close(grad_chunked, grad_direct, atol=1e-10, rtol=0)
+    torch.testing.assert_close(direct.detach(), _explicit(x.detach()), atol=1e-10, rtol=0)
+
+
+def test_custom_backward_passes_gradcheck():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: global_context(t, 5), (x,))
+
+
+def test_float32_with_large_dot_products_matches_direct():
+    """256 channels of features scaled like post-ReLU activations: dot products in the thousands, no overflow."""
+    torch.manual_seed(0)
+    x = (torch.rand(2, 256, 6, 11) * 4.0).requires_grad_()
+    upstream = torch.randn(2, 256, 6, 11)
+    chunked = global_context(x, 16)
+    (grad_chunked,) = torch.autograd.grad((chunked * upstream).sum(), x)
+    direct = global_context_direct(x)
+    (grad_direct,) = torch.autograd.grad((direct * upstream).sum(), x)
+    scores = torch.einsum("cn,cm->nm", x[0].detach().flatten(1), x[0].detach().flatten(1))
+    assert scores.max() > 1000  # the regime where an unstabilised exp would overflow float32
+    assert chunked.dtype == torch.float32 and torch.isfinite(chunked).all() and torch.isfinite(grad_chunked).all()
+    torch.testing.assert_close(chunked, direct, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_chunked, grad_direct, atol=1e-5, rtol=1e-5)
+
+
+def _saved_numels(fn, x):
+    numels = []
+
+    def pack(tensor):
+        numels.append(tensor.numel())
+        return tensor
+
+    with saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn(x)
+    return numels
+
+
+def test_backward_keeps_no_hw_squared_tensor():
+    """What autograd keeps for backward is O(hw * C) chunked, against (hw)^2 for the direct formula."""
+    x = torch.randn(1, 4, 12, 16, requires_grad=True)   # hw = 192, hw^2 = 36864, hw * C = 768
+    hw = 12 * 16
+    chunked = _saved_numels(lambda t: global_context(t, 32), x)
+    direct = _saved_numels(global_context_direct, x)
+    assert max(direct) >= hw * hw
+    assert chunked and sum(chunked) <= hw * 4  # the input only; every affinity chunk is recomputed
+
+
+def test_bad_chunk_size_raises():
+    with pytest.raises(ValueError, match="chunk_size"):
+        global_context(torch.randn(1, 2, 3, 3), 0)

@@ -11,7 +11,7 @@ from typing import List, Optional
 from hmkd import __version__
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ["models", "flops"]
+COMMANDS = ["train", "models", "flops"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `key=value` overrides may come after options (argparse stops the positional list at --run-dir)
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error("unrecognized arguments: %s" % " ".join(extra))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -51,6 +51,10 @@ class MetricsLogger:
         self.stream.write(line + "\n")
         self.stream.flush()
 
+    def start(self, step: int) -> None:
+        """The clock for images/s and ETA starts here, at the first step this process runs."""
+        self.start_step, self.started = step, time.time()
+
     def drop_after(self, step: int) -> None:
         """After a resume from ``step``, forget lines the killed run logged past it (they will be logged again)."""
         if not self.enabled:
@@ -67,9 +71,7 @@ class MetricsLogger:
     def log_step(self, step: int, values: Dict[str, float], images_per_s: float) -> None:
         if not self.enabled:
             return
-        if self.start_step is None:
-            self.start_step, self.started = step - 1, time.time()
-        done = step - self.start_step
+        done = step - (self.start_step or 0)
         eta_s = (time.time() - self.started) / max(done, 1) * (self.total_steps - step)
         record = dict(values, step=step, images_per_s=round(images_per_s, 3), eta_s=round(eta_s, 1))
         self.log(record)

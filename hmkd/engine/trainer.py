@@ -31,7 +31,7 @@ from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
 from hmkd.engine.plots import plot_run
 from hmkd.engine.sampler import ResumableSampler
-from hmkd.evaluation import evaluate_model
+from hmkd.evaluation import evaluate_model, format_table, write_eval_json
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model, load_pretrained
@@ -228,10 +228,9 @@ class Trainer:
                                                                            latest or "none yet"))
         return values
 
-    def evaluate(self) -> Dict[str, Any]:
-        e = self.cfg.eval
+    def evaluate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         return evaluate_model(self.module.student, self.val_set, self.num_classes, self.cfg.loss.ignore_index,
-                              self.device, e, self.env.rank, self.env.world_size)
+                              self.device, self.cfg.eval, self.env.rank, self.env.world_size, out_dir=out_dir)
 
     def run(self) -> Dict[str, Any]:
         t, total_steps = self.cfg.train, self.cfg.schedule.max_iters
@@ -248,6 +247,7 @@ class Trainer:
         if self.teacher is not None:
             self.teacher.eval()
         batches = self.batches()
+        self.logger.start(self.step)
         window: Dict[str, float] = {}
         window_steps, tic = 0, time.time()
         while self.step < total_steps:
@@ -263,31 +263,35 @@ class Trainer:
                 window, window_steps, tic = {}, 0, time.time()
             metric = None
             if t.eval_interval and self.step % t.eval_interval == 0 and self.step < total_steps:
-                metric = self.validate()
+                metric = self.validate()["mIoU"]
             if self.step % t.checkpoint_interval == 0 or metric is not None:
                 self.save(metric)
         return self.finish()
 
-    def validate(self) -> float:
+    def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()
-        metrics = self.evaluate()
+        metrics = self.evaluate(out_dir)
         self.module.train()
         self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
         self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],
                                                                        100 * metrics["aAcc"]))
-        return metrics["mIoU"]
+        return metrics
 
     def finish(self) -> Dict[str, Any]:
-        """Final evaluation, checkpoint, student weights, plots; the caller writes DONE after this returns."""
-        miou = self.validate()
-        self.save(miou)
+        """Final evaluation, checkpoint, student weights, eval.json, plots; the caller writes DONE after this."""
+        metrics = self.validate(out_dir=os.path.join(self.run_dir, "plots", "predictions"))
+        self.save(metrics["mIoU"])
         if self.env.is_main:
+            write_eval_json(os.path.join(self.run_dir, "eval.json"), metrics, self.val_set.class_names,
+                            extra={"model": self.cfg.model.name, "step": self.step, "split": self.cfg.eval.split})
+            self.logger.message("final evaluation (%s split, %d images):\n%s" % (
+                self.cfg.eval.split, len(self.val_set), format_table(metrics, self.val_set.class_names)))
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
                         "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
             atomic_write_bytes(os.path.join(self.run_dir, "student.pth"), buffer.getvalue())
             plot_run(self.run_dir)
-        return {"step": self.step, "mIoU": miou}
+        return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}
 
 
 def train(cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None) -> Dict[str, Any]:

@@ -1,15 +1,10 @@
 """The console script: subcommands listed, flops in text and JSON, bad input as one-line errors."""
 import json
-import subprocess
-import sys
 
 import pytest
+from runner import run_cli
 
 from hmkd.cli.main import main
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "hmkd"] + list(args), capture_output=True, text=True, timeout=300)
 
 
 def test_help_lists_subcommands():

@@ -1,0 +1,78 @@
+"""Exact resume: a run killed with SIGKILL at a random step and resumed ends bitwise equal to an uninterrupted one."""
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from runner import REPO, cli_env, run_cli
+
+
+def final_state(run_dir):
+    path = os.path.join(run_dir, "checkpoints", open(os.path.join(run_dir, "checkpoints", "latest")).read().strip())
+    return torch.load(path, map_location="cpu")
+
+
+def assert_bitwise_equal(a, b):
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key
+
+
+def kill_at_step(command, step, env):
+    """Start ``command``, SIGKILL its whole process group once it logs ``step``; returns the steps it logged."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        if " step %d/" % step in " " + line or line.startswith("step %d/" % step):
+            seen.append(line)
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    assert seen, "the run ended before step %d" % step
+    return proc.returncode
+
+
+def test_sigkill_and_resume_is_bitwise_equal_single_process(tmp_path, write_config):
+    config = write_config(train={"num_workers": 1})
+    reference = str(tmp_path / "reference")
+    result = run_cli("train", config, "--run-dir", reference)
+    assert result.returncode == 0, result.stderr
+    kill_step = random.Random().randint(4, 11)  # after the first checkpoint (every 3 steps): a real resume
+    resumed = str(tmp_path / "resumed")
+    code = kill_at_step([sys.executable, "-m", "hmkd", "train", config, "--run-dir", resumed], kill_step, cli_env())
+    assert code == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(resumed, "DONE"))
+    result = run_cli("train", config, "--run-dir", resumed)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from step" in result.stdout
+    assert_bitwise_equal(final_state(reference), final_state(resumed))
+    assert os.path.isfile(os.path.join(resumed, "DONE"))
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bitwise_equal_two_gloo_processes(tmp_path, write_config):
+    config = write_config(train={"batch_size": 2})  # per process: BN needs 2 samples (no SyncBN on CPU)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+                "-m", "hmkd"]
+    env = cli_env()
+    reference = str(tmp_path / "reference")
+    result = subprocess.run(torchrun + ["train", config, "--run-dir", reference], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert final_state(reference)["world_size"] == 2
+    kill_step = random.Random().randint(4, 11)  # after the first checkpoint (every 3 steps): a real resume
+    resumed = str(tmp_path / "resumed")
+    kill_at_step(torchrun + ["train", config, "--run-dir", resumed], kill_step, env)
+    result = subprocess.run(torchrun + ["train", config, "--run-dir", resumed], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_bitwise_equal(final_state(reference), final_state(resumed))

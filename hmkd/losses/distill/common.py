@@ -22,7 +22,8 @@ def parse_options(options: Dict[str, Any], where: str, spec: Dict[str, Tuple[Any
     """Defaults filled in and every value checked, so a typo fails at build time with its full config path."""
     unknown = sorted(set(options) - set(spec))
     if unknown:
-        raise ValueError("unknown config key %s.%s; valid keys: weight, %s" % (where, unknown[0], ", ".join(sorted(spec))))
+        raise ValueError("unknown config key %s.%s; valid keys: weight, %s"
+                         % (where, unknown[0], ", ".join(sorted(spec))))
     return {key: check(options.get(key, default), "%s.%s" % (where, key)) for key, (default, check) in spec.items()}
 
 

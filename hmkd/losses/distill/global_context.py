@@ -6,13 +6,14 @@ Usage:
 
 Why chunks: at a 512x1024 crop an output-stride-8 CNN's stage-3 map has h*w = 8192, so the direct affinity is a
 256 MiB float32 matrix per image, and autograd keeps it and its softmax for backward. The chunked version handles
-``chunk_size`` queries at a time and saves only the input; backward recomputes each chunk's
-affinities, so memory grows with h*w (times the chunk), not with (h*w)^2.
+``chunk_size`` queries at a time and saves only the input; backward recomputes each chunk's affinities, so memory
+grows with h*w (times the chunk), not with (h*w)^2. Measured on CPU at h*w = 8192, 256 channels, one image, forward
+and backward: about 150 MiB peak chunked (chunk 1024) against about 790 MiB direct.
 
 Numerics: the dot products are not scaled (the method has none). With 256 channels they reach hundreds to thousands,
 so both versions run in float32 at least (float64 stays float64; autocast is switched off inside) and use
 ``torch.softmax``, which subtracts the row maximum; rows are then close to one-hot. Outputs are cast back to the
-input dtype.
+input dtype (under autocast the chunked version returns float32).
 """
 import torch
 from torch import Tensor

@@ -1,0 +1,55 @@
+"""Config errors name their full path; terms need a teacher; building reads feature_info and runs no model."""
+import re
+
+import pytest
+import torch
+
+from hmkd.losses import list_terms
+from hmkd.losses.criterion import TermContext, build_criterion
+
+DISTILL_TERMS = ["gla", "hfa", "kd", "cwd", "fitnet"]
+
+
+@pytest.mark.parametrize("name,key,value", [
+    ("gla", "patch", 8), ("hfa", "chunks", 8), ("kd", "T", 2.0), ("cwd", "tau", 4.0), ("fitnet", "conv", True),
+    ("gla", "stage", 4), ("gla", "stage", -1), ("gla", "stage", True), ("gla", "stage", 1.0),
+    ("gla", "dim", 0), ("gla", "patch_size", 0), ("gla", "reduction", "max"),
+    ("hfa", "stage", 4), ("hfa", "context_on", "cnn"), ("hfa", "chunk_size", 0), ("hfa", "align_corners", "false"),
+    ("kd", "temperature", 0), ("kd", "temperature", "4"), ("kd", "ignore_void", 1),
+    ("cwd", "temperature", -1.0), ("fitnet", "stage", 7), ("fitnet", "bn", "yes"),
+])
+def test_bad_key_or_value_names_its_config_path(tiny_models, make_criterion, name, key, value):
+    with pytest.raises(ValueError, match=re.escape("loss.terms.%s.%s" % (name, key))):
+        make_criterion({"ce": {}, name: {"weight": 1.0, key: value}}, tiny_models["deeplab"], tiny_models["segformer"])
+
+
+@pytest.mark.parametrize("name", DISTILL_TERMS)
+def test_distillation_term_without_teacher_is_refused(tiny_models, name):
+    with pytest.raises(ValueError, match=r"loss\.terms\.%s needs a teacher" % name):
+        build_criterion({name: {}}, TermContext(tiny_models["deeplab"], None, 255))
+
+
+def test_all_terms_registered_and_weighted(tiny_models, make_criterion):
+    criterion = make_criterion({name: {"weight": 0.5} for name in DISTILL_TERMS}, tiny_models["deeplab"],
+                               tiny_models["segformer"])
+    assert set(DISTILL_TERMS) <= set(list_terms())
+    assert criterion.needs_teacher and criterion.weights == {name: 0.5 for name in DISTILL_TERMS}
+
+
+def test_build_uses_feature_info_without_running_the_models(fresh_model, make_criterion):
+    student, teacher = fresh_model("deeplab"), fresh_model("segformer")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a term ran a model to discover shapes")
+
+    for model in (student, teacher):
+        model.forward = refuse
+    terms = make_criterion({name: {} for name in DISTILL_TERMS}, student, teacher).terms
+    assert terms["hfa"].teacher_proj.in_channels == teacher.feature_info[2].channels
+    assert terms["gla"].teacher_relation.proj.in_channels == teacher.feature_info[0].channels
+    assert terms["fitnet"].proj[0].in_channels == student.feature_info[2].channels
+
+
+def test_model_without_feature_info_is_a_config_error(tiny_models, make_criterion):
+    with pytest.raises(ValueError, match=r"loss\.terms\.gla.*feature_info"):
+        make_criterion({"gla": {}}, tiny_models["deeplab"], torch.nn.Conv2d(3, 5, 1))

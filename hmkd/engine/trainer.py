@@ -139,10 +139,15 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.consumed = 0
+        self.train_seconds = 0.0  # summed over every process lifetime of this run (requeues included)
+        self._clock = time.time()
 
     # ----------------------------------------------------------------- state
+    def elapsed(self) -> float:
+        return self.train_seconds + time.time() - self._clock
+
     def state_dict(self) -> Dict[str, Any]:
-        return {"step": self.step, "epoch": self.epoch, "consumed": self.consumed,
+        return {"step": self.step, "epoch": self.epoch, "consumed": self.consumed, "train_seconds": self.elapsed(),
                 "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "world_size": self.env.world_size, "hmkd_version": __version__, "config": self.cfg.to_dict()}
@@ -167,6 +172,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
+        self.train_seconds, self._clock = state["train_seconds"], time.time()
         if state["world_size"] == self.env.world_size:
             set_rng_state(state["rng"][self.env.rank])
         else:
@@ -278,20 +284,25 @@ class Trainer:
         return metrics
 
     def finish(self) -> Dict[str, Any]:
-        """Final evaluation, checkpoint, student weights, eval.json, plots; the caller writes DONE after this."""
+        """Final evaluation, checkpoint, model.pth (the student alone, no alignment modules), eval.json, plots; the
+        caller writes DONE after this."""
         metrics = self.validate(out_dir=os.path.join(self.run_dir, "plots", "predictions"))
         self.save(metrics["mIoU"])
         if self.env.is_main:
             write_eval_json(os.path.join(self.run_dir, "eval.json"), metrics, self.val_set.class_names,
-                            extra={"model": self.cfg.model.name, "step": self.step, "split": self.cfg.eval.split})
+                            extra={"model": self.cfg.model.name, "step": self.step, "split": self.cfg.eval.split,
+                                   "train_seconds": round(self.elapsed(), 1),
+                                   "teacher": self.cfg.teacher.name if self.cfg.teacher else None,
+                                   "loss_terms": sorted(self.cfg.loss.terms)})
             self.logger.message("final evaluation (%s split, %d images):\n%s" % (
                 self.cfg.eval.split, len(self.val_set), format_table(metrics, self.val_set.class_names)))
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
                         "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
-            atomic_write_bytes(os.path.join(self.run_dir, "student.pth"), buffer.getvalue())
+            atomic_write_bytes(os.path.join(self.run_dir, "model.pth"), buffer.getvalue())
             plot_run(self.run_dir)
-        return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"]}
+        return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
+                "train_seconds": round(self.elapsed(), 1)}
 
 
 def train(cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ SMOKE_DIR ?= runs/smoke
 help:
 	@echo "make setup        create $(VENV) (Python 3.8) with the image's pinned stack"
 	@echo "make test         run the test suite (CPU, tiny models)"
-	@echo "make smoke        the main job on synthetic data: teacher, student, results table (SMOKE_DIR=$(SMOKE_DIR))"
+	@echo "make smoke        the main job on synthetic data: teacher, student, HMKD student, results table (SMOKE_DIR=$(SMOKE_DIR))"
 
 $(VENV)/.installed: requirements/stack.txt requirements/test.txt pyproject.toml tools/setup_env.sh
 	tools/setup_env.sh $(VENV)
@@ -25,7 +25,9 @@ test: $(VENV)/.installed
 smoke: $(VENV)/.installed
 	$(HMKD) train configs/synthetic/segformer_teacher.yaml --run-dir $(SMOKE_DIR)/teacher
 	$(HMKD) train configs/synthetic/deeplabv3_student.yaml --run-dir $(SMOKE_DIR)/student
-	@$(HMKD) report $(SMOKE_DIR)/teacher $(SMOKE_DIR)/student
+	$(HMKD) distill configs/synthetic/hmkd_segformer_b0_to_deeplabv3_r18.yaml --run-dir $(SMOKE_DIR)/hmkd \
+		teacher.checkpoint=$(SMOKE_DIR)/teacher/model.pth
+	@$(HMKD) report $(SMOKE_DIR)/teacher $(SMOKE_DIR)/student $(SMOKE_DIR)/hmkd
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

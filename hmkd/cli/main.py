@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # user mistakes: one line, no traceback
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # user mistakes, NaN losses: one line
         print("hmkd %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ import io
 import math
 import os
 import random
+import logging
 import time
 from contextlib import nullcontext
 from typing import Any, Dict, Optional
@@ -35,6 +36,8 @@ from hmkd.evaluation import evaluate_model, format_table, write_eval_json
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model, load_pretrained
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -91,6 +94,11 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def autocast(enabled: bool):
+    """fp16 autocast when enabled (CUDA only, see ``Trainer.resolve_amp``), otherwise nothing at all."""
+    return torch.cuda.amp.autocast() if enabled else nullcontext()
+
+
 def gather_objects(obj: Any, env: DistEnv) -> list:
     if env.world_size == 1:
         return [obj]
@@ -126,8 +134,8 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
-        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        self.scaler = torch.cuda.amp.GradScaler(enabled=t.amp and self.device.type == "cuda")
+        self.amp, self.teacher_amp = self.resolve_amp()
+        self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
         self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed)
         loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
         loader_rng.manual_seed(t.seed)
@@ -141,6 +149,17 @@ class Trainer:
         self.consumed = 0
         self.train_seconds = 0.0  # summed over every process lifetime of this run (requeues included)
         self._clock = time.time()
+
+    def resolve_amp(self):
+        """fp16 autocast + GradScaler on CUDA. On the CPU the options are ignored with a warning: torch 1.11's
+        bfloat16 CPU autocast has no LayerNorm (SegFormer) nor dilated convolution (DeepLabV3) kernels."""
+        asked = (self.cfg.train.amp, self.cfg.teacher.amp if self.cfg.teacher else False)
+        if self.device.type == "cuda" or not any(asked):
+            return asked
+        if self.env.is_main:
+            log.warning("train.amp / teacher.amp are ignored on the CPU (torch 1.11's bfloat16 autocast cannot run "
+                        "these models); training in float32")
+        return False, False
 
     # ----------------------------------------------------------------- state
     def elapsed(self) -> float:
@@ -204,9 +223,9 @@ class Trainer:
             with (nullcontext() if sync else self.wrapped.no_sync()):
                 teacher_out = None
                 if self.teacher is not None:
-                    with torch.no_grad(), torch.autocast(self.device.type, self.amp_dtype, enabled=self.cfg.teacher.amp):
+                    with torch.no_grad(), autocast(self.teacher_amp):
                         teacher_out = self.teacher(images)
-                with torch.autocast(self.device.type, self.amp_dtype, enabled=t.amp):
+                with autocast(self.amp):
                     terms = self.wrapped(images, labels, teacher_out)
                 values = self.check_finite(terms)
                 total = sum(terms.values())

@@ -41,20 +41,37 @@ def kill_at_step(command, step, env):
     return proc.returncode
 
 
-def test_sigkill_and_resume_is_bitwise_equal_single_process(tmp_path, write_config):
-    config = write_config(train={"num_workers": 1})
+def distill_sections(tmp_path):
+    """GLA + HFA with a tiny SegFormer teacher: the alignment modules are part of what must resume exactly."""
+    from hmkd.models import build_model
+
+    path = tmp_path / "teacher.pth"
+    torch.manual_seed(1)
+    torch.save({"model": build_model("segformer_tiny", 3).state_dict()}, path)
+    return {"teacher": {"name": "segformer_tiny", "checkpoint": str(path)},
+            "loss": {"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4},
+                               "gla": {"weight": 1.0, "dim": 16, "patch_size": 2}, "hfa": {"weight": 1.0}}}}
+
+
+@pytest.mark.parametrize("method", ["train", "distill"])
+def test_sigkill_and_resume_is_bitwise_equal_single_process(tmp_path, write_config, method):
+    extra = distill_sections(tmp_path) if method == "distill" else {}
+    config = write_config(train={"num_workers": 1}, **extra)
     reference = str(tmp_path / "reference")
-    result = run_cli("train", config, "--run-dir", reference)
+    result = run_cli(method, config, "--run-dir", reference)
     assert result.returncode == 0, result.stderr
     kill_step = random.Random().randint(4, 11)  # after the first checkpoint (every 3 steps): a real resume
     resumed = str(tmp_path / "resumed")
-    code = kill_at_step([sys.executable, "-m", "hmkd", "train", config, "--run-dir", resumed], kill_step, cli_env())
+    code = kill_at_step([sys.executable, "-m", "hmkd", method, config, "--run-dir", resumed], kill_step, cli_env())
     assert code == -signal.SIGKILL
     assert not os.path.exists(os.path.join(resumed, "DONE"))
-    result = run_cli("train", config, "--run-dir", resumed)
+    result = run_cli(method, config, "--run-dir", resumed)
     assert result.returncode == 0, result.stderr
     assert "resumed from step" in result.stdout
-    assert_bitwise_equal(final_state(reference), final_state(resumed))
+    reference_state = final_state(reference)
+    assert_bitwise_equal(reference_state, final_state(resumed))
+    if method == "distill":
+        assert any(k.startswith("criterion.terms.gla.") for k in reference_state["model"])
     assert os.path.isfile(os.path.join(resumed, "DONE"))
 
 

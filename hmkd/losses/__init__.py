@@ -5,5 +5,6 @@ Usage:
     terms = criterion(student_out, labels, teacher_out)   # {"ce": weighted tensor, ...}; total = sum(terms.values())
 """
 from hmkd.losses.criterion import Criterion, build_criterion, list_terms, register_term
+from hmkd.losses import distill, segmentation  # noqa: E402,F401  (importing the term modules registers them)
 
 __all__ = ["Criterion", "build_criterion", "list_terms", "register_term"]

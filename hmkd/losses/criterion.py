@@ -53,8 +53,6 @@ class Criterion(nn.Module):
 
 def build_criterion(terms_cfg: Dict[str, Dict[str, Any]], context: TermContext) -> Criterion:
     """``terms_cfg``: name -> options (``weight`` plus the term's own keys), e.g. {"ce": {"weight": 1.0}}."""
-    from hmkd.losses import segmentation  # noqa: F401  (registers the terms)
-    from hmkd.losses import distill  # noqa: F401  (registers the distillation terms)
 
     if not terms_cfg:
         raise ValueError("loss.terms is empty; give at least ce: {weight: 1.0}")

@@ -62,14 +62,20 @@ def test_override_syntax():
 
 
 def test_shipped_configs_load():
+    """Every complete config under configs/ (base.yaml files and configs/base/ are fragments) is valid and names
+    registered models and loss terms."""
     import glob
-
     import os
 
+    from hmkd.losses import list_terms
+    from hmkd.models import list_models
+
     root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-    paths = [p for p in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True) if "/base/" not in p and
-             not p.endswith("synthetic/base.yaml")]
-    assert paths
+    paths = [p for p in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True)
+             if os.path.basename(p) != "base.yaml" and os.sep + "base" + os.sep not in p]
+    assert len(paths) >= 15
     for path in paths:
         cfg = load_config(path)
-        assert cfg.model.name and cfg.data.name
+        assert cfg.model.name in list_models(), path
+        assert cfg.teacher is None or cfg.teacher.name in list_models(), path
+        assert set(cfg.loss.terms) <= set(list_terms()), path

@@ -30,6 +30,7 @@ from hmkd.engine.checkpoint import CheckpointManager, atomic_write_bytes, atomic
 from hmkd.engine.distributed import DistEnv, init_distributed
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
+from hmkd.engine.preemption import PreemptionWatch
 from hmkd.engine.plots import plot_run
 from hmkd.engine.sampler import ResumableSampler
 from hmkd.evaluation import evaluate_model, format_table, write_eval_json
@@ -149,6 +150,8 @@ class Trainer:
         self.consumed = 0
         self.train_seconds = 0.0  # summed over every process lifetime of this run (requeues included)
         self._clock = time.time()
+        self.preemption = PreemptionWatch()
+        self.stop_requested = False
 
     def resolve_amp(self):
         """fp16 autocast + GradScaler on CUDA. On the CPU the options are ignored with a warning: torch 1.11's
@@ -239,12 +242,15 @@ class Trainer:
         return sums
 
     def check_finite(self, terms: Dict[str, Tensor]) -> Dict[str, float]:
-        """Rank-averaged term values; every rank sees the same numbers, so all stop together on NaN/inf."""
-        stacked = torch.stack([v.detach().float() for v in terms.values()])
+        """Rank-averaged term values; every rank sees the same numbers, so all stop together on NaN/inf. The same
+        all-reduce carries the preemption flag, so all ranks agree on the step at which they save and leave."""
+        flag = torch.tensor([float(self.preemption.requested)], device=self.device)
+        stacked = torch.cat([torch.stack([v.detach().float() for v in terms.values()]), flag])
         if self.env.world_size > 1:
             dist.all_reduce(stacked)
-            stacked /= self.env.world_size
-        values = dict(zip(terms, stacked.tolist()))
+        *sums, flags = stacked.tolist()
+        self.stop_requested = flags > 0
+        values = {name: value / self.env.world_size for name, value in zip(terms, sums)}
         bad = [name for name, value in values.items() if not math.isfinite(value)]
         if bad:
             latest = self.checkpoints.latest_path()
@@ -289,9 +295,22 @@ class Trainer:
             metric = None
             if t.eval_interval and self.step % t.eval_interval == 0 and self.step < total_steps:
                 metric = self.validate()["mIoU"]
-            if self.step % t.checkpoint_interval == 0 or metric is not None:
+            if self.step % t.checkpoint_interval == 0 or metric is not None or self.stop_requested:
                 self.save(metric)
+            if self.stop_requested:
+                self.logger.message("preemption signal: checkpoint saved at step %d; handing over" % self.step)
+                self.shutdown_loader(batches)
+                self.preemption.hand_over()
+                raise SystemExit(0)  # non-zero ranks (submitit requeues from rank 0) and handlers that return
+        self.preemption.restore()
         return self.finish()
+
+    def shutdown_loader(self, batches) -> None:
+        """Stop DataLoader workers now: leftovers after a requeue have drained cluster nodes."""
+        batches.close()
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
 
     def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()

@@ -26,16 +26,17 @@ def assert_bitwise_equal(a, b):
             assert torch.equal(sa[key], sb[key]), key
 
 
-def kill_at_step(command, step, env):
-    """Start ``command``, SIGKILL its whole process group once it logs ``step``; returns the steps it logged."""
+def kill_at_step(command, step, env, signum=signal.SIGKILL):
+    """Start ``command`` and signal its whole process group once it logs ``step``; returns its exit code."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
                             start_new_session=True)
     seen = []
     for line in proc.stdout:
         if " step %d/" % step in " " + line or line.startswith("step %d/" % step):
             seen.append(line)
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signum)
             break
+    proc.stdout.read()
     proc.wait(timeout=120)
     assert seen, "the run ended before step %d" % step
     return proc.returncode
@@ -92,4 +93,21 @@ def test_sigkill_and_resume_is_bitwise_equal_two_gloo_processes(tmp_path, write_
     result = subprocess.run(torchrun + ["train", config, "--run-dir", resumed], capture_output=True, text=True,
                             timeout=600, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_bitwise_equal(final_state(reference), final_state(resumed))
+
+
+def test_preemption_signal_saves_at_step_boundary_then_resumes_exactly(tmp_path, write_config):
+    """USR2 (Slurm's warning before a time limit or preemption) saves a checkpoint at the next step and ends the
+    process as the signal would; the resumed run matches an uninterrupted one bitwise."""
+    config = write_config(train={"checkpoint_interval": 100})  # no periodic checkpoint: only the signal saves
+    reference = str(tmp_path / "reference")
+    assert run_cli("train", config, "--run-dir", reference).returncode == 0
+    resumed = str(tmp_path / "resumed")
+    code = kill_at_step([sys.executable, "-m", "hmkd", "train", config, "--run-dir", resumed], 5, cli_env(),
+                        signum=signal.SIGUSR2)
+    assert code == -signal.SIGUSR2
+    saved = final_state(resumed)["step"]
+    assert 5 <= saved < 12
+    result = run_cli("train", config, "--run-dir", resumed)
+    assert result.returncode == 0 and "resumed from step %d" % saved in result.stdout
     assert_bitwise_equal(final_state(reference), final_state(resumed))

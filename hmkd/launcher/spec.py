@@ -1,0 +1,225 @@
+"""Pipeline specs (jobs/*.yaml): an experiment's shared-storage root, its environment and its stages.
+
+Usage: spec = load_spec("jobs/smoke.yaml", sets=["root=/shared/runs"]); spec.ordered_stages()
+
+A stage runs one of train / distill / eval with a config and overrides, on given resources, after the stages it
+depends on. ``inputs`` feed an upstream stage's outputs into the config (``teacher.checkpoint: teacher`` becomes
+``teacher.checkpoint=<root>/<experiment>/teacher/model.pth``). ``seeds`` turn a stage into a job array with one run
+directory per seed. Everything is checked before anything is submitted; errors name the stage and the key.
+"""
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from hmkd.config.loader import deep_merge, parse_override, read_yaml
+from hmkd.config.typed import check_choice, from_dict
+
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Environment:
+    """How a job gets the package: ``venv`` (a Python on shared storage), ``pyxis`` (enroot image through srun's
+    --container-image) or ``apptainer`` (``apptainer exec --nv IMAGE python``)."""
+
+    kind: str = "venv"
+    python: Optional[str] = None
+    image: Optional[str] = None
+    mounts: List[str] = field(default_factory=list)
+    setup: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice("environment.kind", self.kind, ("venv", "pyxis", "apptainer"))
+        if self.kind != "venv" and not self.image:
+            raise ValueError("environment.image is required for environment.kind=%s" % self.kind)
+
+
+@dataclass
+class Resources:
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: Optional[int] = None
+    cpus_per_task: int = 2
+    mem_gb: Optional[float] = None
+    time: str = "01:00:00"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    max_requeues: int = 3
+    sbatch: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("nodes", "cpus_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError("%s must be >= 1, got %r" % (name, getattr(self, name)))
+        if self.gpus_per_node < 0 or self.max_requeues < 0:
+            raise ValueError("gpus_per_node and max_requeues must be >= 0")
+        if self.tasks_per_node is not None and self.tasks_per_node < 1:
+            raise ValueError("tasks_per_node must be >= 1, got %r" % self.tasks_per_node)
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise ValueError("mem_gb must be > 0, got %r" % self.mem_gb)
+        _ = self.time_minutes  # checks the format now, not at submission
+
+    @property
+    def tasks(self) -> int:
+        """One task per GPU (what DDP and submitit expect); CPU stages default to one task per node."""
+        return self.tasks_per_node or max(self.gpus_per_node, 1)
+
+    @property
+    def time_minutes(self) -> int:
+        match = _TIME.match(str(self.time))
+        if not match:
+            raise ValueError("time must look like HH:MM[:SS] or D-HH:MM[:SS], got %r" % (self.time,))
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        total = days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+        if total < 1:
+            raise ValueError("time must be at least one minute, got %r" % (self.time,))
+        return total
+
+
+@dataclass
+class Stage:
+    name: str
+    kind: str
+    config: Optional[str] = None
+    overrides: List[str] = field(default_factory=list)
+    depends_on: List[str] = field(default_factory=list)
+    inputs: Dict[str, str] = field(default_factory=dict)
+    seeds: List[int] = field(default_factory=list)
+    compare: List[str] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self):
+        if not _NAME.match(self.name):
+            raise ValueError("stage name %r must be letters, digits, '_', '-' or '.'" % self.name)
+        check_choice("stages[%s].kind" % self.name, self.kind, ("train", "distill", "eval"))
+        if self.kind in ("train", "distill") and not self.config:
+            raise ValueError("stages[%s].config is required for kind=%s" % (self.name, self.kind))
+        if self.kind == "eval" and not self.compare:
+            raise ValueError("stages[%s].compare must list the stages to evaluate" % self.name)
+        for override in self.overrides:
+            parse_override(override)
+
+
+@dataclass
+class PipelineSpec:
+    experiment: str
+    root: str
+    stages: List[Stage]
+    environment: Environment = field(default_factory=Environment)
+    nccl: Dict[str, str] = field(default_factory=dict)
+    path: str = ""
+
+    def __post_init__(self):
+        if not _NAME.match(self.experiment):
+            raise ValueError("experiment %r must be letters, digits, '_', '-' or '.'" % self.experiment)
+        names = [s.name for s in self.stages]
+        if not names:
+            raise ValueError("stages is empty")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError("stage names must be unique; repeated: %s" % ", ".join(repeated))
+        for stage in self.stages:
+            for key, needed in [("depends_on", d) for d in stage.depends_on] + \
+                               [("inputs", v.split("/")[0]) for v in stage.inputs.values()] + \
+                               [("compare", c) for c in stage.compare]:
+                if needed not in names:
+                    raise ValueError("stages[%s].%s names unknown stage %r; stages are: %s"
+                                     % (stage.name, key, needed, ", ".join(names)))
+        self.ordered_stages()
+
+    def stage_dir(self, stage: str) -> str:
+        return os.path.join(self.root, self.experiment, stage)
+
+    def upstream(self, stage: Stage) -> List[str]:
+        """Stages that must finish first: explicit dependencies, inputs and compared stages."""
+        needed = list(stage.depends_on) + [v.split("/")[0] for v in stage.inputs.values()] + list(stage.compare)
+        return sorted(set(needed) - {stage.name})
+
+    def ordered_stages(self) -> List[Stage]:
+        """Topological order (spec order among equals); a cycle is an error naming its stages."""
+        by_name = {s.name: s for s in self.stages}
+        done: List[str] = []
+        visiting: List[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            if name in visiting:
+                cycle = visiting[visiting.index(name):] + [name]
+                raise ValueError("stage dependencies form a cycle: %s" % " -> ".join(cycle))
+            visiting.append(name)
+            for parent in self.upstream(by_name[name]):
+                visit(parent)
+            visiting.pop()
+            done.append(name)
+
+        for stage in self.stages:
+            visit(stage.name)
+        return [by_name[n] for n in done]
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ValueError("no stage named %r in %s; stages are: %s" % (name, self.path or "the spec",
+                                                                     ", ".join(s.name for s in self.stages)))
+
+
+def load_spec(path: str, sets: Sequence[str] = ()) -> PipelineSpec:
+    """Read, override (``--set key=value``, dotted; ``stages.NAME.key`` addresses a stage) and check a spec."""
+    raw = read_yaml(path)
+    for text in sets:
+        override = parse_override(text)
+        stages_override = override.pop("stages", None)
+        raw = deep_merge(raw, override)
+        for name, values in (stages_override or {}).items():
+            matches = [s for s in raw.get("stages", []) if isinstance(s, dict) and s.get("name") == name]
+            if not matches:
+                raise ValueError("%s: --set %s names unknown stage %r" % (path, text, name))
+            matches[0].update(deep_merge(matches[0], values))
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        spec = from_dict(PipelineSpec, dict(raw, path=path), "")
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (path, exc))
+    spec.root = _resolve(spec.root, os.getcwd())  # like every path typed on the command line
+    for stage in spec.stages:
+        if stage.config:
+            config = _resolve(stage.config, os.getcwd())
+            if not os.path.isfile(config):
+                config = _resolve(stage.config, base)
+            if not os.path.isfile(config):
+                raise ValueError("%s: stages[%s].config %s does not exist" % (path, stage.name, stage.config))
+            stage.config = config
+    return spec
+
+
+def check_data_roots(spec: PipelineSpec) -> List[str]:
+    """Warn (not fail) when a stage's dataset root is not readable here: the cluster may mount it elsewhere."""
+    from hmkd.config import load_config
+
+    problems = []
+    for stage in spec.stages:
+        if not stage.config:
+            continue
+        try:
+            cfg = load_config(stage.config, [o for o in stage.overrides if not o.startswith("teacher.checkpoint=")])
+        except ValueError as exc:
+            raise ValueError("%s: stages[%s]: %s" % (spec.path, stage.name, exc))
+        root = cfg.data.root
+        if root and not os.access(root, os.R_OK):
+            problems.append("stages[%s]: dataset root %s is not readable from this host" % (stage.name, root))
+    for problem in problems:
+        warnings.warn(problem)
+    return problems
+
+
+def _resolve(path: str, base: str) -> str:
+    path = os.path.expanduser(os.path.expandvars(path))
+    return path if os.path.isabs(path) else os.path.abspath(os.path.join(base, path))

@@ -117,7 +117,8 @@ class DataConfig:
         return config
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The keys this dataset uses, so a saved config reloads without 'ignored key' warnings."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in _USES[self.name]}
 
 
 def _validate_level(level: Union[None, bool, str], config: DataConfig) -> str:

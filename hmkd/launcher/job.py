@@ -27,7 +27,7 @@ class StageJob(Checkpointable):
     def __call__(self) -> Dict[str, Any]:
         os.environ.update(self.env)  # NCCL settings and the like, from the spec
         if self.kind == "eval":
-            from hmkd.launcher.compare import run_compare_stage
+            from hmkd.engine.stage import run_compare_stage
 
             return run_compare_stage(self.run_dir, self.compare, self.eval_overrides)
         from hmkd.config import config_from_dict

@@ -1,0 +1,37 @@
+"""hmkd submit SPEC [--local] [--dry-run] [--stages a,b] [--set key=value]: run a pipeline (jobs/*.yaml).
+
+On Slurm each stage is one submitit job (one task per GPU) chained with afterok dependencies; --local runs the
+stages one after another on this machine; --dry-run prints the sbatch scripts. Submitting again skips DONE stages
+and leaves queued ones alone.
+"""
+HELP = "submit a pipeline spec to Slurm (or run it locally)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("spec", help="pipeline spec, e.g. jobs/smoke.yaml")
+    parser.add_argument("--local", action="store_true", help="run the stages here, one after another")
+    parser.add_argument("--dry-run", action="store_true", help="print the sbatch scripts, submit nothing")
+    parser.add_argument("--stages", default="", help="comma-separated subset of stages")
+    parser.add_argument("--set", action="append", default=[], metavar="key=value",
+                        help="override a spec value (e.g. root=/shared/runs, stages.hmkd.resources.nodes=1)")
+
+
+def run(args) -> int:
+    from hmkd.launcher.spec import check_data_roots, load_spec
+    from hmkd.launcher.submit import dry_run, submit
+
+    spec = load_spec(args.spec, args.set)
+    check_data_roots(spec)
+    only = [s for s in args.stages.split(",") if s]
+    if args.dry_run:
+        print(dry_run(spec, only))
+        return 0
+    submit(spec, local=args.local, only=only)
+    if args.local:
+        import os
+
+        for stage in spec.stages:
+            report = os.path.join(spec.stage_dir(stage.name), "report.md")
+            if stage.kind == "eval" and os.path.isfile(report):
+                print("\n%s\n%s" % (report, open(report).read()))
+    return 0

@@ -1,0 +1,287 @@
+"""Submit a pipeline's stages with submitit: chained Slurm jobs, or one after another on this machine.
+
+Usage:
+    actions = submit(spec)                       # Slurm: afterok dependencies + kill-on-invalid-dep
+    actions = submit(spec, local=True)           # this machine, stage by stage (submitit's local executor)
+    print(dry_run(spec))                         # the sbatch scripts that would be submitted
+    rows = status(spec); cancel(spec)
+
+Submitting again is safe: stages whose run directories hold DONE are skipped and stages with a queued or running
+job are left alone (their job ids are kept in <stage dir>/launcher.json, so status works from any login node).
+"""
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import submitit
+
+from hmkd.config import config_from_dict, load_yaml_config
+from hmkd.engine.checkpoint import atomic_write_text
+from hmkd.engine.logger import read_jsonl
+from hmkd.engine.stage import is_done
+from hmkd.launcher.job import StageJob
+from hmkd.launcher.spec import PipelineSpec, Stage
+
+STATE_FILE = "launcher.json"
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                 "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def run_dirs(spec: PipelineSpec, stage: Stage) -> List[str]:
+    base = spec.stage_dir(stage.name)
+    return [os.path.join(base, "seed_%d" % s) for s in stage.seeds] if stage.seeds else [base]
+
+
+def stage_done(spec: PipelineSpec, stage: Stage) -> bool:
+    return all(is_done(d) for d in run_dirs(spec, stage))
+
+
+def resolve_inputs(spec: PipelineSpec, stage: Stage) -> List[str]:
+    """``inputs`` as overrides: ``{teacher.checkpoint: teacher}`` -> ``teacher.checkpoint=<teacher dir>/model.pth``."""
+    out = []
+    for key, source in stage.inputs.items():
+        name, _, filename = source.partition("/")
+        upstream = spec.stage(name)
+        if upstream.seeds and not filename:
+            raise ValueError("stages[%s].inputs.%s: stage %s has seeds; name one run, e.g. %s/seed_%d/model.pth"
+                             % (stage.name, key, name, name, upstream.seeds[0]))
+        out.append("%s=%s" % (key, os.path.join(spec.stage_dir(name), filename or "model.pth")))
+    return out
+
+
+def payloads(spec: PipelineSpec, stage: Stage) -> List[StageJob]:
+    """The picklable jobs of a stage (one per seed); configs are resolved and checked here, before submission."""
+    env = dict(spec.environment.env, **spec.nccl)
+    if stage.kind == "eval":
+        compare = [(name, spec.stage_dir(name)) for name in stage.compare]
+        return [StageJob("eval", spec.stage_dir(stage.name), compare=compare, eval_overrides=stage.overrides,
+                         env=env)]
+    overrides = list(stage.overrides) + resolve_inputs(spec, stage)
+    jobs = []
+    for seed, run_dir in zip(stage.seeds or [None], run_dirs(spec, stage)):
+        extra = [] if seed is None else ["train.seed=%d" % seed]
+        try:
+            raw = load_yaml_config(stage.config, overrides + extra)
+            cfg = config_from_dict(raw)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError("%s: stages[%s]: %s" % (spec.path, stage.name, exc))
+        if stage.kind == "distill" and cfg.teacher is None:
+            raise ValueError("%s: stages[%s] is kind=distill but its config has no teacher section"
+                             % (spec.path, stage.name))
+        if stage.resources.gpus_per_node == 0 and cfg.train.device == "cuda":
+            raise ValueError("%s: stages[%s] asks for train.device=cuda with resources.gpus_per_node=0"
+                             % (spec.path, stage.name))
+        jobs.append(StageJob(stage.kind, run_dir, config=cfg.to_dict(), env=env))
+    return jobs
+
+
+def python_command(spec: PipelineSpec) -> str:
+    env = spec.environment
+    if env.kind == "apptainer":
+        binds = " ".join("--bind %s" % shlex.quote(m) for m in env.mounts)
+        return "apptainer exec --nv %s %s python" % (binds, shlex.quote(env.image))
+    if env.kind == "pyxis":
+        return "python"
+    return shlex.quote(os.path.abspath(env.python) if env.python else sys.executable)
+
+
+def make_executor(spec: PipelineSpec, stage: Stage, local: bool, dependency: Optional[str] = None):
+    """submitit's Slurm or local executor for a stage, with Slurm's own parameter names (no AutoExecutor layer)."""
+    r = stage.resources
+    folder = os.path.join(spec.stage_dir(stage.name), "submitit", "%j")
+    if local:
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=r.max_requeues)
+        executor.update_parameters(timeout_min=r.time_minutes, tasks_per_node=1, nodes=1,
+                                   gpus_per_node=r.gpus_per_node)
+        return executor
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=r.max_requeues, python=python_command(spec))
+    params: Dict[str, Any] = dict(job_name="%s.%s" % (spec.experiment, stage.name), nodes=r.nodes,
+                                  ntasks_per_node=r.tasks, cpus_per_task=r.cpus_per_task, time=r.time_minutes)
+    if r.gpus_per_node:
+        params["gpus_per_node"] = r.gpus_per_node
+    if r.mem_gb:
+        params["mem"] = "%dGB" % max(1, round(r.mem_gb))
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(r, key):
+            params[key] = getattr(r, key)
+    srun_args = ["--kill-on-bad-exit=1"]
+    if spec.environment.kind == "pyxis":
+        srun_args.append("--container-image=%s" % spec.environment.image)
+        if spec.environment.mounts:
+            srun_args.append("--container-mounts=%s" % ",".join(spec.environment.mounts))
+    additional = {"kill-on-invalid-dep": "yes"}
+    additional.update(r.sbatch)
+    params.update(srun_args=srun_args, additional_parameters=additional, setup=list(spec.environment.setup))
+    if dependency:
+        params["dependency"] = dependency
+    if stage.seeds:
+        params["array_parallelism"] = len(stage.seeds)
+    executor.update_parameters(**params)
+    return executor
+
+
+# ----------------------------------------------------------------------------------------------- state on disk
+def read_state(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
+    path = os.path.join(spec.stage_dir(stage.name), STATE_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def write_state(spec: PipelineSpec, stage: Stage, job_ids: Sequence[str], cluster: str) -> None:
+    folder = spec.stage_dir(stage.name)
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_text(os.path.join(folder, STATE_FILE), json.dumps(
+        {"job_ids": list(job_ids), "cluster": cluster, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+
+
+def slurm_states(job_ids: Sequence[str]) -> Dict[str, str]:
+    """Job id -> Slurm state from squeue, then scontrol for jobs that left the queue (works without sacct)."""
+    states: Dict[str, str] = {}
+    base_ids = sorted({j.split("_")[0] for j in job_ids})
+    if not base_ids:
+        return states
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(base_ids)], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    for job in base_ids:
+        if any(k == job or k.startswith(job + "_") for k in states):
+            continue
+        out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            key = fields.get("JobId", job) + ("_" + fields["ArrayTaskId"] if "ArrayTaskId" in fields else "")
+            states[key] = fields.get("JobState", "UNKNOWN")
+    return states
+
+
+def active_job_ids(state: Dict[str, Any]) -> List[str]:
+    if state.get("cluster") != "slurm" or not state.get("job_ids"):
+        return []
+    states = slurm_states(state["job_ids"])
+    return sorted(j for j, s in states.items() if s in ACTIVE_STATES)
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def select_stages(spec: PipelineSpec, only: Optional[Sequence[str]]) -> List[Stage]:
+    ordered = spec.ordered_stages()
+    if not only:
+        return ordered
+    for name in only:
+        spec.stage(name)  # unknown names fail here
+    return [s for s in ordered if s.name in only]
+
+
+def submit(spec: PipelineSpec, local: bool = False, only: Optional[Sequence[str]] = None,
+           log=print) -> List[Dict[str, Any]]:
+    """Submit what is not done; returns one action per selected stage (skipped / running / submitted / ran)."""
+    selected = select_stages(spec, only)
+    jobs_of: Dict[str, List[str]] = {}
+    actions = []
+    work = {stage.name: payloads(spec, stage) for stage in selected if not stage_done(spec, stage)}  # check all first
+    for stage in selected:
+        if stage.name not in work:
+            actions.append({"stage": stage.name, "action": "skipped (DONE)"})
+            log("%-12s skipped: DONE" % stage.name)
+            continue
+        running = [] if local else active_job_ids(read_state(spec, stage))
+        if running:
+            jobs_of[stage.name] = running
+            actions.append({"stage": stage.name, "action": "already queued", "job_ids": running})
+            log("%-12s already queued or running: %s" % (stage.name, ", ".join(running)))
+            continue
+        parents = []
+        for parent in spec.upstream(stage):
+            if stage_done(spec, spec.stage(parent)):
+                continue
+            ids = jobs_of.get(parent) or ([] if local else active_job_ids(read_state(spec, spec.stage(parent))))
+            if not ids:
+                raise ValueError("stage %s needs stage %s, which is neither DONE, queued, nor selected; submit it too "
+                                 "(or drop --stages)" % (stage.name, parent))
+            parents.extend(sorted({i.split("_")[0] for i in ids}))
+        dependency = "afterok:" + ":".join(parents) if parents else None
+        executor = make_executor(spec, stage, local, dependency)
+        stage_jobs = work[stage.name]
+        if local:
+            for job_payload in stage_jobs:
+                job = executor.submit(job_payload)
+                write_state(spec, stage, [str(job.job_id)], "local")
+                log("%-12s running locally (job %s, logs in %s)" % (stage.name, job.job_id, job.paths.folder))
+                try:
+                    job.result()
+                except Exception as exc:
+                    raise RuntimeError("stage %s failed; see %s and %s\n%s" % (
+                        stage.name, job.paths.stdout, job.paths.stderr, str(exc).strip().splitlines()[-1]))
+            actions.append({"stage": stage.name, "action": "ran locally"})
+            continue
+        jobs = executor.submit_array(stage_jobs) if stage.seeds else [executor.submit(stage_jobs[0])]
+        ids = [str(j.job_id) for j in jobs]
+        write_state(spec, stage, ids, "slurm")
+        jobs_of[stage.name] = ids
+        actions.append({"stage": stage.name, "action": "submitted", "job_ids": ids, "dependency": dependency})
+        log("%-12s submitted %s%s" % (stage.name, ", ".join(ids), " after " + dependency if dependency else ""))
+    return actions
+
+
+def dry_run(spec: PipelineSpec, only: Optional[Sequence[str]] = None) -> str:
+    """The sbatch scripts submitit would write, with upstream job ids shown as <stage>; nothing is submitted."""
+    texts = []
+    for stage in select_stages(spec, only):
+        payloads(spec, stage)  # checks the configs as a real submission would
+        parents = [p for p in spec.upstream(stage) if not stage_done(spec, spec.stage(p))]
+        dependency = "afterok:" + ":".join("<%s>" % p for p in parents) if parents else None
+        executor = make_executor(spec, stage, local=False, dependency=dependency)
+        if stage.seeds:
+            executor.parameters["map_count"] = len(stage.seeds)
+        # submitit's own script text (private API, stable across 1.5.x): exactly what sbatch would receive
+        script = executor._make_submission_file_text(executor._submitit_command_str, "<id>")
+        state = "DONE, would be skipped" if stage_done(spec, stage) else "would be submitted"
+        texts.append("### stage %s (%s, %s)\n%s" % (stage.name, stage.kind, state, script))
+    return "\n".join(texts)
+
+
+def status(spec: PipelineSpec) -> List[Dict[str, Any]]:
+    """Per stage: DONE from the run directory, else the Slurm state of its jobs, plus training progress."""
+    rows = []
+    for stage in spec.ordered_stages():
+        state = read_state(spec, stage)
+        row: Dict[str, Any] = {"stage": stage.name, "kind": stage.kind, "job_ids": state.get("job_ids", [])}
+        if stage_done(spec, stage):
+            row["state"] = "DONE"
+        elif state.get("cluster") == "slurm":
+            states = slurm_states(state["job_ids"])
+            row["state"] = ",".join(sorted(set(states.values()))) or "UNKNOWN (left the queue; see the logs)"
+        elif state:
+            row["state"] = "NOT DONE (ran locally; see the logs)"
+        else:
+            row["state"] = "NOT SUBMITTED"
+        row["progress"] = progress(spec, stage)
+        row["logs"] = os.path.join(spec.stage_dir(stage.name), "submitit")
+        rows.append(row)
+    return rows
+
+
+def progress(spec: PipelineSpec, stage: Stage) -> str:
+    parts = []
+    for run_dir in run_dirs(spec, stage):
+        rows = [r for r in read_jsonl(os.path.join(run_dir, "metrics.jsonl")) if "loss/total" in r]
+        if rows:
+            parts.append("step %d, eta %ds" % (rows[-1]["step"], rows[-1].get("eta_s", 0)))
+    return "; ".join(parts) or "-"
+
+
+def cancel(spec: PipelineSpec) -> List[str]:
+    cancelled = []
+    for stage in spec.ordered_stages():
+        ids = active_job_ids(read_state(spec, stage))
+        if ids:
+            subprocess.run(["scancel"] + sorted({i.split("_")[0] for i in ids}), check=True)
+            cancelled.extend(ids)
+    return cancelled

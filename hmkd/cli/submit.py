@@ -4,6 +4,8 @@ On Slurm each stage is one submitit job (one task per GPU) chained with afterok 
 stages one after another on this machine; --dry-run prints the sbatch scripts. Submitting again skips DONE stages
 and leaves queued ones alone.
 """
+import sys
+
 HELP = "submit a pipeline spec to Slurm (or run it locally)"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hmkd.launcher.spec import check_data_roots, load_spec
-    from hmkd.launcher.submit import dry_run, submit
+    from hmkd.launcher.submit import StageFailedError, dry_run, submit
 
     spec = load_spec(args.spec, args.set)
     check_data_roots(spec)
@@ -26,7 +28,11 @@ def run(args) -> int:
     if args.dry_run:
         print(dry_run(spec, only))
         return 0
-    submit(spec, local=args.local, only=only)
+    try:
+        submit(spec, local=args.local, only=only)
+    except StageFailedError as exc:
+        print("hmkd submit: %s" % exc, file=sys.stderr)
+        return 1
     if args.local:
         import os
 

@@ -27,6 +27,11 @@ from hmkd.launcher.job import StageJob
 from hmkd.launcher.spec import PipelineSpec, Stage
 
 STATE_FILE = "launcher.json"
+
+
+class StageFailedError(RuntimeError):
+    """A stage run with --local failed; the message names the stage and its log files."""
+
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
@@ -217,8 +222,9 @@ def submit(spec: PipelineSpec, local: bool = False, only: Optional[Sequence[str]
                 try:
                     job.result()
                 except Exception as exc:
-                    raise RuntimeError("stage %s failed; see %s and %s\n%s" % (
-                        stage.name, job.paths.stdout, job.paths.stderr, str(exc).strip().splitlines()[-1]))
+                    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                    raise StageFailedError("stage %s failed (%s); see %s and %s" % (
+                        stage.name, last, job.paths.stdout, job.paths.stderr))
             actions.append({"stage": stage.name, "action": "ran locally"})
             continue
         jobs = executor.submit_array(stage_jobs) if stage.seeds else [executor.submit(stage_jobs[0])]

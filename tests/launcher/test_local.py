@@ -1,0 +1,65 @@
+"""The launcher on this machine (submitit's local executor): the whole chain, the report, safe resubmission."""
+import json
+import os
+
+import yaml
+from engine_config import tiny_config
+from runner import run_cli
+
+
+def tiny_pipeline(tmp_path, seeds=None):
+    teacher = tiny_config(model={"name": "segformer_tiny", "options": {}}, loss={"terms": {"ce": {"weight": 1.0}}})
+    student = tiny_config()
+    hmkd = tiny_config(teacher={"name": "segformer_tiny", "checkpoint": "set-by-inputs"},
+                       loss={"terms": {"ce": {"weight": 1.0}, "gla": {"weight": 1.0, "dim": 16, "patch_size": 2},
+                                       "hfa": {"weight": 1.0}}})
+    for name, cfg in (("teacher", teacher), ("student", student), ("hmkd", hmkd)):
+        (tmp_path / ("%s.yaml" % name)).write_text(yaml.safe_dump(cfg))
+    student_stage = {"name": "student", "kind": "train", "config": str(tmp_path / "student.yaml")}
+    if seeds:
+        student_stage["seeds"] = seeds
+    spec = {"experiment": "tiny", "root": str(tmp_path / "runs"), "stages": [
+        {"name": "teacher", "kind": "train", "config": str(tmp_path / "teacher.yaml")},
+        student_stage,
+        {"name": "hmkd", "kind": "distill", "config": str(tmp_path / "hmkd.yaml"),
+         "inputs": {"teacher.checkpoint": "teacher"}},
+        {"name": "eval", "kind": "eval", "compare": ["teacher", "student", "hmkd"]}]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path), tmp_path / "runs" / "tiny"
+
+
+def test_local_pipeline_runs_every_stage_and_reports(tmp_path):
+    spec, root = tiny_pipeline(tmp_path, seeds=[0, 1])
+    result = run_cli("submit", spec, "--local")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stage in ("teacher", "student/seed_0", "student/seed_1", "hmkd", "eval"):
+        assert (root / stage / "DONE").is_file(), stage
+    distilled = yaml.safe_load((root / "hmkd" / "config.yaml").read_text())
+    assert distilled["teacher"]["checkpoint"] == str(root / "teacher" / "model.pth")
+    report = json.loads((root / "eval" / "report.json").read_text())
+    entries = {e["label"]: e for e in report["entries"]}
+    assert set(entries) == {"teacher", "student", "hmkd"}
+    assert entries["student"]["seeds"] == 2 and entries["student"]["mIoU_std"] is not None
+    seeds = [r for r in report["runs"] if r["label"] == "student"]
+    mean = sum(r["mIoU"] for r in seeds) / 2
+    assert abs(entries["student"]["mIoU"] - mean) < 1e-12
+    assert entries["hmkd"]["teacher"] == "segformer_tiny" and entries["teacher"]["params"] > 0
+    assert (root / "eval" / "miou.png").is_file() and (root / "eval" / "per_class_iou.png").is_file()
+    assert "| hmkd | deeplabv3_tiny | segformer_tiny |" in result.stdout  # the report table is printed
+
+    again = run_cli("submit", spec, "--local")
+    assert again.returncode == 0 and again.stdout.count("skipped: DONE") == 4
+    status = run_cli("status", spec, "--json")
+    assert [r["state"] for r in json.loads(status.stdout)] == ["DONE"] * 4
+
+
+def test_failing_stage_stops_the_chain_with_its_log(tmp_path):
+    spec, root = tiny_pipeline(tmp_path)
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(tiny_config(
+        model={"name": "segformer_tiny", "options": {}}, loss={"terms": {"ce": {"weight": float("inf")}}})))
+    result = run_cli("submit", spec, "--local")
+    assert result.returncode != 0
+    assert "stage teacher failed" in result.stderr and "_log.err" in result.stderr and "Traceback" not in result.stderr
+    assert not (root / "hmkd").exists() or not (root / "hmkd" / "DONE").exists()
+    assert not os.path.exists(root / "teacher" / "DONE")

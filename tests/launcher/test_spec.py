@@ -1,0 +1,79 @@
+"""Pipeline specs: checked before anything is submitted; errors name the stage and the key."""
+import pytest
+import yaml
+
+from hmkd.launcher.spec import load_spec
+
+CONFIG = "configs/synthetic/deeplabv3_student.yaml"
+
+
+def write_spec(tmp_path, stages, **top):
+    spec = dict({"experiment": "exp", "root": str(tmp_path / "runs"), "stages": stages}, **top)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def stage(name, **fields):
+    return dict({"name": name, "kind": "train", "config": CONFIG}, **fields)
+
+
+def test_order_follows_dependencies_and_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(__import__("runner").REPO)
+    spec = load_spec(write_spec(tmp_path, [
+        {"name": "eval", "kind": "eval", "compare": ["kd", "teacher"]},
+        stage("kd", kind="distill", inputs={"teacher.checkpoint": "teacher"}),
+        stage("teacher")]))
+    assert [s.name for s in spec.ordered_stages()] == ["teacher", "kd", "eval"]
+    assert spec.upstream(spec.stage("eval")) == ["kd", "teacher"]
+    assert spec.stage_dir("kd") == str(tmp_path / "runs" / "exp" / "kd")
+
+
+@pytest.mark.parametrize("stages,expected", [
+    ([stage("a"), stage("a")], "stage names must be unique; repeated: a"),
+    ([stage("a", depends_on=["b"])], "stages[a].depends_on names unknown stage 'b'"),
+    ([stage("a", depends_on=["b"]), stage("b", depends_on=["a"])], "cycle: a -> b -> a"),
+    ([stage("a", kind="export")], "stages[a].kind must be one of 'train', 'distill', 'eval'"),
+    ([stage("a", config="configs/nope.yaml")], "stages[a].config configs/nope.yaml does not exist"),
+    ([stage("a", resources={"time": "90 minutes"})], "time must look like HH:MM"),
+    ([stage("a", resources={"nodes": 0})], "nodes must be >= 1"),
+    ([stage("a", resources={"gpu_per_node": 4})], "did you mean 'stages[0].resources.gpus_per_node'"),
+    ([{"name": "e", "kind": "eval"}], "stages[e].compare must list the stages"),
+])
+def test_errors_name_stage_and_key(tmp_path, monkeypatch, stages, expected):
+    monkeypatch.chdir(__import__("runner").REPO)
+    with pytest.raises(ValueError) as err:
+        load_spec(write_spec(tmp_path, stages))
+    assert expected in str(err.value) and "spec.yaml" in str(err.value)
+
+
+def test_set_overrides_top_level_and_stage_keys(tmp_path, monkeypatch):
+    monkeypatch.chdir(__import__("runner").REPO)
+    path = write_spec(tmp_path, [stage("a")])
+    spec = load_spec(path, ["root=/shared/runs", "stages.a.resources.nodes=2", "stages.a.resources.time=2-00:00"])
+    assert spec.root == "/shared/runs" and spec.stage("a").resources.nodes == 2
+    assert spec.stage("a").resources.time_minutes == 2 * 1440
+    with pytest.raises(ValueError, match="unknown stage 'b'"):
+        load_spec(path, ["stages.b.resources.nodes=2"])
+
+
+def test_gpu_stage_has_one_task_per_gpu(tmp_path, monkeypatch):
+    monkeypatch.chdir(__import__("runner").REPO)
+    spec = load_spec(write_spec(tmp_path, [stage("a", resources={"nodes": 2, "gpus_per_node": 4})]))
+    assert spec.stage("a").resources.tasks == 4
+
+
+def test_shipped_specs_are_valid(monkeypatch):
+    import glob
+    import os
+
+    from hmkd.launcher.submit import payloads
+
+    repo = __import__("runner").REPO
+    monkeypatch.chdir(repo)
+    paths = sorted(glob.glob(os.path.join(repo, "jobs", "*.yaml")))
+    assert any(p.endswith("smoke.yaml") for p in paths)
+    for path in paths:
+        spec = load_spec(path)
+        for s in spec.ordered_stages():
+            assert payloads(spec, s), (path, s.name)  # every stage's config resolves and checks

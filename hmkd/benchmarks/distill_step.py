@@ -1,0 +1,101 @@
+"""Distillation overhead: t(distillation step) / (t(student step) + t(teacher forward without grad)).
+
+Usage: python -m hmkd.benchmarks.distill_step --size 128x256 --batch 2 [--teacher segformer_b4 --student deeplabv3_r18]
+
+Floor 1.0: a distillation step cannot cost less than training the student and running the teacher. The excess is
+what the alignment modules (GLA, HFA with its global context) add. All three are measured in the same process.
+"""
+import argparse
+from typing import Any, Dict
+
+import torch
+
+from hmkd.benchmarks.common import time_it, write_result
+from hmkd.losses import build_criterion
+from hmkd.losses.criterion import TermContext
+from hmkd.models import build_model
+
+
+def measure(teacher_name: str, student_name: str, size, batch: int, device: str, amp: bool, reps: int,
+            terms: Dict[str, Any]) -> Dict[str, Any]:
+    dev = torch.device(device)
+    num_classes = 19
+    teacher = build_model(teacher_name, num_classes).to(dev).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    images = torch.randn(batch, 3, *size, device=dev)
+    labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    autocast = (lambda: torch.cuda.amp.autocast()) if amp else torch.autograd.profiler.record_function
+
+    def setup(term_cfg):
+        student = build_model(student_name, num_classes).to(dev).train()
+        criterion = build_criterion(term_cfg, TermContext(student, teacher, 255)).to(dev).train()
+        params = list(student.parameters()) + list(criterion.parameters())
+        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        scaler = torch.cuda.amp.GradScaler(enabled=amp)
+        return student, criterion, opt, scaler
+
+    def step_fn(student, criterion, opt, scaler, with_teacher):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            teacher_out = None
+            if with_teacher:
+                with torch.no_grad(), autocast("teacher"):
+                    teacher_out = teacher(images)
+            with autocast("student"):
+                total = sum(criterion(student(images), labels, teacher_out).values())
+            scaler.scale(total).backward()
+            scaler.step(opt)
+            scaler.update()
+        return step
+
+    def teacher_forward():
+        with torch.no_grad(), autocast("teacher"):
+            teacher(images)
+
+    plain = setup({"ce": {"weight": 1.0}})
+    distill = setup(dict({"ce": {"weight": 1.0}}, **terms))
+    student_t = time_it(step_fn(*plain, with_teacher=False), reps=reps, sync=sync)
+    teacher_t = time_it(teacher_forward, reps=reps, sync=sync)
+    distill_t = time_it(step_fn(*distill, with_teacher=True), reps=reps, sync=sync)
+    result: Dict[str, Any] = {
+        "teacher": teacher_name, "student": student_name, "size": list(size), "batch": batch, "device": device,
+        "amp": amp, "terms": sorted(terms), "student_step": student_t, "teacher_forward": teacher_t,
+        "distill_step": distill_t,
+        "ratio": distill_t["median_s"] / (student_t["median_s"] + teacher_t["median_s"]), "target": 1.10,
+        "images_per_s": batch / distill_t["median_s"]}
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        step_fn(*distill, with_teacher=True)()
+        sync()
+        result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return result
+
+
+def main(argv=None) -> Dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="segformer_b4")
+    parser.add_argument("--student", default="deeplabv3_r18")
+    parser.add_argument("--size", default="128x256")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--name", default="distill_step")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split("x"))
+    result = measure(args.teacher, args.student, size, args.batch, args.device, args.amp, args.reps,
+                     {"gla": {"weight": 1.0}, "hfa": {"weight": 1.0}})
+    path = write_result(args.out, args.name, result)
+    print("%s -> %s at %s x%d on %s%s: student step %.3fs, teacher fwd %.3fs, distill step %.3fs, ratio %.3f "
+          "(target <= 1.10) -> %s" % (args.teacher, args.student, args.size, args.batch, args.device,
+                                      " amp" if args.amp else "", result["student_step"]["median_s"],
+                                      result["teacher_forward"]["median_s"], result["distill_step"]["median_s"],
+                                      result["ratio"], path))
+    return result
+
+
+if __name__ == "__main__":
+    main()

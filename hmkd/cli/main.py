@@ -11,7 +11,7 @@ from typing import List, Optional
 from hmkd import __version__
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "report", "models", "flops"]
+COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "report", "data", "models", "flops"]
 
 
 def build_parser() -> argparse.ArgumentParser:

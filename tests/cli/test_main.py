@@ -49,3 +49,27 @@ def test_bad_input_is_one_line_error(args, expected):
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_data_command_checks_and_writes_the_list(tmp_path):
+    import cv2
+    import numpy as np
+    import yaml
+
+    root = tmp_path / "camvid"
+    for folder in ("train", "trainannot", "val", "valannot"):
+        (root / folder).mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(root / "train" / ("f%d.png" % i)), np.zeros((8, 12, 3), np.uint8))
+        cv2.imwrite(str(root / "trainannot" / ("f%d.png" % i)), np.full((8, 12), i, np.uint8))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": "deeplabv3_tiny"}, "data": {"name": "camvid",
+                                                                                  "root": str(root)}}))
+    result = run_cli("data", str(config), "--write-list", str(tmp_path / "train.txt"))
+    assert result.returncode == 0, result.stderr
+    assert "camvid/train: 2 samples, 11 classes" in result.stdout
+    lines = (tmp_path / "train.txt").read_text().split("\n")
+    assert lines[0].split() == [str(root / "train" / "f0.png"), str(root / "trainannot" / "f0.png")]
+    cv2.imwrite(str(root / "trainannot" / "f1.png"), np.full((8, 12), 40, np.uint8))
+    bad = run_cli("data", str(config))
+    assert bad.returncode == 2 and "f1.png" in bad.stderr and "Traceback" not in bad.stderr

@@ -30,11 +30,10 @@ def _done_result(run_dir: str) -> Dict[str, Any]:
         return json.load(handle)
 
 
-def _run_then_mark_done(cfg: ExperimentConfig, run_dir: str, work: Callable[[DistEnv], Dict[str, Any]]
-                        ) -> Dict[str, Any]:
+def _run_then_mark_done(device: str, run_dir: str, work: Callable[[DistEnv], Dict[str, Any]]) -> Dict[str, Any]:
     if is_done(run_dir):
         return _done_result(run_dir)
-    env = init_distributed(cfg.train.device)
+    env = init_distributed(device)
     try:
         result = work(env)
         if env.is_main:
@@ -47,13 +46,14 @@ def _run_then_mark_done(cfg: ExperimentConfig, run_dir: str, work: Callable[[Dis
 def run_stage(cfg: ExperimentConfig, run_dir: str) -> Dict[str, Any]:
     from hmkd.engine.trainer import train  # heavy imports only when there is work
 
-    return _run_then_mark_done(cfg, run_dir, lambda env: train(cfg, run_dir, env))
+    return _run_then_mark_done(cfg.train.device, run_dir, lambda env: train(cfg, run_dir, env))
 
 
 def run_eval_stage(cfg: ExperimentConfig, run_dir: str, checkpoint: str) -> Dict[str, Any]:
     from hmkd.engine.evaluation import evaluate_checkpoint
 
-    return _run_then_mark_done(cfg, run_dir, lambda env: evaluate_checkpoint(cfg, run_dir, checkpoint, env))
+    return _run_then_mark_done(cfg.train.device, run_dir,
+                               lambda env: evaluate_checkpoint(cfg, run_dir, checkpoint, env))
 
 
 def seed_dirs(stage_dir: str) -> List[str]:
@@ -66,8 +66,11 @@ def run_compare_stage(run_dir: str, compare: Sequence[Tuple[str, str]], override
                       ) -> Dict[str, Any]:
     """Evaluate each compared stage's model.pth (every seed) with its own config plus ``overrides`` (e.g. a
     sliding-window protocol), then write report.md / report.json / charts into ``run_dir``."""
-    if is_done(run_dir):
-        return _done_result(run_dir)
+    return _run_then_mark_done("auto", run_dir, lambda env: _compare(run_dir, compare, overrides, env))
+
+
+def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Sequence[str], env: DistEnv
+             ) -> Dict[str, Any]:
     from hmkd.config import config_from_dict, deep_merge, parse_override
     from hmkd.engine.evaluation import evaluate_checkpoint
     from hmkd.models import build_model
@@ -75,36 +78,31 @@ def run_compare_stage(run_dir: str, compare: Sequence[Tuple[str, str]], override
     from hmkd.reporting.report import write_report
 
     rows = []
-    env = init_distributed("auto")
-    try:
-        for label, stage_dir in compare:
-            for source in seed_dirs(stage_dir):
-                with open(os.path.join(source, "config.yaml")) as handle:
-                    raw = yaml.safe_load(handle)
-                for override in overrides:
-                    raw = deep_merge(raw, parse_override(override))
-                cfg = config_from_dict(raw)
-                out_dir = os.path.join(run_dir, label, os.path.basename(source)) if source != stage_dir \
-                    else os.path.join(run_dir, label)
-                evaluate_checkpoint(cfg, out_dir, os.path.join(source, "model.pth"), env)
-                if not env.is_main:
-                    continue
-                with open(os.path.join(out_dir, "eval.json")) as handle:
-                    record = json.load(handle)
-                with open(os.path.join(source, "eval.json")) as handle:
-                    trained = json.load(handle)
-                size = cfg.data.crop_size or cfg.data.image_size
-                complexity = model_complexity(build_model(cfg.model.name, len(record["per_class"]),
-                                                          **cfg.model.options), tuple(size))
-                rows.append(dict(record, label=label, seed=cfg.train.seed, teacher=trained.get("teacher"),
-                                 train_seconds=trained.get("train_seconds"), params=complexity["params"],
-                                 flops=complexity["flops"], flops_size=list(size)))
-        result: Dict[str, Any] = {"stages": [label for label, _ in compare]}
-        if env.is_main:
-            report = write_report(run_dir, rows)
-            print(report["markdown"])
-            result["mIoU"] = {e["label"]: e["mIoU"] for e in report["entries"]}
-            atomic_write_text(os.path.join(run_dir, "DONE"), json.dumps(result, sort_keys=True) + "\n")
-    finally:
-        shutdown_distributed()
+    for label, stage_dir in compare:
+        for source in seed_dirs(stage_dir):
+            with open(os.path.join(source, "config.yaml")) as handle:
+                raw = yaml.safe_load(handle)
+            for override in overrides:
+                raw = deep_merge(raw, parse_override(override))
+            cfg = config_from_dict(raw)
+            out_dir = os.path.join(run_dir, label, os.path.basename(source)) if source != stage_dir \
+                else os.path.join(run_dir, label)
+            evaluate_checkpoint(cfg, out_dir, os.path.join(source, "model.pth"), env)
+            if not env.is_main:
+                continue
+            with open(os.path.join(out_dir, "eval.json")) as handle:
+                record = json.load(handle)
+            with open(os.path.join(source, "eval.json")) as handle:
+                trained = json.load(handle)
+            size = cfg.data.crop_size or cfg.data.image_size
+            complexity = model_complexity(build_model(cfg.model.name, len(record["per_class"]), **cfg.model.options),
+                                          tuple(size))
+            rows.append(dict(record, label=label, seed=cfg.train.seed, teacher=trained.get("teacher"),
+                             train_seconds=trained.get("train_seconds"), params=complexity["params"],
+                             flops=complexity["flops"], flops_size=list(size)))
+    result: Dict[str, Any] = {"stages": [label for label, _ in compare]}
+    if env.is_main:
+        report = write_report(run_dir, rows)
+        print(report["markdown"])
+        result["mIoU"] = {e["label"]: e["mIoU"] for e in report["entries"]}
     return result

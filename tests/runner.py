@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
@@ -14,3 +16,10 @@ def cli_env(**extra):
 def run_cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "hmkd"] + list(args), capture_output=True, text=True,
                           timeout=timeout, env=cli_env(), cwd=REPO)
+
+
+def final_state(run_dir):
+    """The checkpoint a run directory's ``latest`` pointer names."""
+    folder = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(folder, "latest")) as handle:
+        return torch.load(os.path.join(folder, handle.read().strip()), map_location="cpu")

@@ -8,12 +8,9 @@ import sys
 import pytest
 import torch
 
-from runner import REPO, cli_env, run_cli
+from runner import REPO, cli_env, final_state, run_cli
 
 
-def final_state(run_dir):
-    path = os.path.join(run_dir, "checkpoints", open(os.path.join(run_dir, "checkpoints", "latest")).read().strip())
-    return torch.load(path, map_location="cpu")
 
 
 def assert_bitwise_equal(a, b):

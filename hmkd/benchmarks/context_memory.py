@@ -4,7 +4,8 @@ Usage: python -m hmkd.benchmarks.context_memory [--hw 64x128 --channels 256 --ch
 
 The Cityscapes shape: the student's stage-3 map of a 512x1024 crop at output stride 8 is 64x128 = 8192 positions.
 On CUDA the figure is torch.cuda.max_memory_allocated; on the CPU each variant runs in a fresh process and the
-figure is its peak resident memory minus the peak just before the call (after a warm-up on a tiny map). Target: chunked <= 1/8 direct.
+figure is its peak resident memory minus the peak just before the call (after a warm-up on a tiny map).
+Target: chunked <= 1/8 direct.
 """
 import argparse
 import json

@@ -10,7 +10,8 @@ HELP = "evaluate a checkpoint (mIoU, pixel accuracy, per-class IoU)"
 
 def add_arguments(parser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, help="model.pth of a run (the trained weights), a step checkpoint, or a weights file")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model.pth of a run (the trained weights), a step checkpoint, or a weights file")
 
 
 def run(args) -> int:

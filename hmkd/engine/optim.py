@@ -18,7 +18,8 @@ def build_param_groups(module: nn.Module, cfg) -> List[Dict[str, Any]]:
     patterns = [(re.compile(g.match), g) for g in cfg.param_groups]
     groups: List[Dict[str, Any]] = [{"params": [], "lr_mult": 1.0, "weight_decay": cfg.weight_decay, "name": "default"}]
     groups += [{"params": [], "lr_mult": g.lr_mult, "name": g.match,
-                "weight_decay": cfg.weight_decay if g.weight_decay is None else g.weight_decay} for g in cfg.param_groups]
+                "weight_decay": cfg.weight_decay if g.weight_decay is None else g.weight_decay}
+               for g in cfg.param_groups]
     no_decay = {"params": [], "lr_mult": 1.0, "weight_decay": 0.0, "name": "norm_and_bias"}
     for name, param in module.named_parameters():
         if not param.requires_grad:

@@ -61,7 +61,8 @@ def build_criterion(terms_cfg: Dict[str, Dict[str, Any]], context: TermContext) 
         if name not in _TERMS:
             close = difflib.get_close_matches(name, list(_TERMS), n=1)
             hint = " (did you mean %r?)" % close[0] if close else ""
-            raise ValueError("unknown loss term loss.terms.%s%s; valid terms: %s" % (name, hint, ", ".join(list_terms())))
+            raise ValueError("unknown loss term loss.terms.%s%s; valid terms: %s"
+                             % (name, hint, ", ".join(list_terms())))
         options = dict(options or {})
         weight = options.pop("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
@@ -71,4 +72,7 @@ def build_criterion(terms_cfg: Dict[str, Dict[str, Any]], context: TermContext) 
             raise ValueError("loss.terms.%s needs a teacher; set teacher.checkpoint (hmkd distill)" % name)
         terms[name] = cls.build(options, context, "loss.terms.%s" % name)
         weights[name] = float(weight)
+    if getattr(context.student, "aux_head", None) is not None and "aux_ce" not in terms:
+        raise ValueError("model.options.aux_head is true but loss.terms has no aux_ce: the auxiliary head would never "
+                         "train (and DDP would stop on its unused parameters); add aux_ce or set aux_head=false")
     return Criterion(terms, weights)

@@ -3,7 +3,8 @@
 Usage: report = load_pretrained(model, "weights/resnet18-5c106cde.pth", sha256=None)
 
 Reads torchvision ResNet checkpoints, NVlabs MiT encoders, Hugging Face SegFormer state dicts, mmcv-style
-``{"state_dict": ...}`` files and this project's own checkpoints (``{"model": ...}``; from a training checkpoint only the student's weights). Each model family's
+``{"state_dict": ...}`` files and this project's own checkpoints (``{"model": ...}``; from a training checkpoint
+only the student's weights). Each model family's
 ``checkpoint_filter_fn`` decides whether the file fills the backbone or the whole model. Missing and unexpected
 keys are reported; a shape mismatch or an unreadable file stops with an error naming the file and the keys.
 """

@@ -92,7 +92,8 @@ def test_distillation_trains_student_and_alignment_not_teacher(tmp_path):
     torch.save({"model": build_model("segformer_tiny", 3).state_dict()}, teacher_path)
     cfg = config_from_dict(tiny_config(
         teacher={"name": "segformer_tiny", "checkpoint": str(teacher_path)},
-        loss={"terms": {"ce": {"weight": 1.0}, "gla": {"weight": 1.0, "dim": 16, "patch_size": 2},
+        loss={"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4},
+                        "gla": {"weight": 1.0, "dim": 16, "patch_size": 2},
                         "hfa": {"weight": 1.0}}},
         schedule={"max_iters": 2}))
     trainer = Trainer(cfg, str(tmp_path / "run"))
@@ -114,3 +115,8 @@ def test_distillation_trains_student_and_alignment_not_teacher(tmp_path):
     assert set(exported) == set(trainer.module.student.state_dict())
     checkpoint = trainer.checkpoints.load_latest()["model"]
     assert any(k.startswith("criterion.terms.hfa.") for k in checkpoint)
+
+
+def test_aux_head_without_its_loss_is_refused(tmp_path, write_config):
+    result = run_cli("train", write_config(loss={"terms": {"ce": {"weight": 1.0}}}), "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and "aux_head is true but loss.terms has no aux_ce" in result.stderr

@@ -11,7 +11,8 @@ def tiny_pipeline(tmp_path, seeds=None):
     teacher = tiny_config(model={"name": "segformer_tiny", "options": {}}, loss={"terms": {"ce": {"weight": 1.0}}})
     student = tiny_config()
     hmkd = tiny_config(teacher={"name": "segformer_tiny", "checkpoint": "set-by-inputs"},
-                       loss={"terms": {"ce": {"weight": 1.0}, "gla": {"weight": 1.0, "dim": 16, "patch_size": 2},
+                       loss={"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4},
+                                       "gla": {"weight": 1.0, "dim": 16, "patch_size": 2},
                                        "hfa": {"weight": 1.0}}})
     for name, cfg in (("teacher", teacher), ("student", student), ("hmkd", hmkd)):
         (tmp_path / ("%s.yaml" % name)).write_text(yaml.safe_dump(cfg))

@@ -8,14 +8,15 @@ depends on. ``inputs`` feed an upstream stage's outputs into the config (``teach
 directory per seed. Everything is checked before anything is submitted; errors name the stage and the key.
 """
 import os
+import logging
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from hmkd.config.loader import deep_merge, parse_override, read_yaml
 from hmkd.config.typed import check_choice, from_dict
 
+log = logging.getLogger(__name__)
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -216,7 +217,7 @@ def check_data_roots(spec: PipelineSpec) -> List[str]:
         if root and not os.access(root, os.R_OK):
             problems.append("stages[%s]: dataset root %s is not readable from this host" % (stage.name, root))
     for problem in problems:
-        warnings.warn(problem)
+        log.warning("%s (fine if the cluster mounts it elsewhere)", problem)
     return problems
 
 

@@ -6,7 +6,6 @@ Usage:
     write_sample_list(ds, "train.txt")                   # freeze the derived pairs for inspection or reuse
 """
 import os
-import tempfile
 from collections import namedtuple
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hmkd.atomic import atomic_write_text
 from hmkd.data.files import DatasetError, read_image, read_label
 from hmkd.data.transforms import EvalTransform
 from hmkd.data.validation import LabelSpec, check_samples, label_value_problem
@@ -130,15 +130,5 @@ def write_sample_list(dataset_or_samples, path: str, root: Optional[str] = None)
             raise DatasetError(["path %r contains whitespace; expected paths the space-separated list format can hold"
                                 % next(p for p in pair if len(p.split()) != 1)])
         lines.append("%s %s\n" % tuple(pair))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(lines))
     return len(lines)

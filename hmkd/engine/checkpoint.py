@@ -5,8 +5,7 @@ Usage:
     manager.save(state_dict, step=1000, metric=0.71)      # rank 0 only
     state = manager.load_latest()                        # None when the run is fresh
 
-Every file is written to a temp file in the same folder, flushed, fsynced and renamed over its target, and the
-folder is fsynced, so a kill at any moment leaves either the old or the new file, never a torn one. The pointer
+Every file is written atomically (hmkd.atomic), so a kill at any moment leaves either the old or the new file, never a torn one. The pointer
 is updated only after the step file is complete, so ``latest`` always names a whole checkpoint.
 """
 import io
@@ -17,28 +16,11 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from hmkd.atomic import atomic_write_bytes, atomic_write_text
+
 _STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
 LATEST = "latest"
 BEST = "best.json"
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, ".%s.tmp.%d" % (os.path.basename(path), os.getpid()))
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class CheckpointManager:

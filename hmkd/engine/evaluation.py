@@ -9,7 +9,7 @@ import yaml
 
 from hmkd.config import ExperimentConfig
 from hmkd.data import build_dataset
-from hmkd.engine.checkpoint import atomic_write_text
+from hmkd.atomic import atomic_write_text
 from hmkd.engine.distributed import DistEnv
 from hmkd.evaluation import evaluate_model, format_table, write_eval_json
 from hmkd.models import build_model, load_pretrained

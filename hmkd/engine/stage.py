@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import yaml
 
 from hmkd.config import ExperimentConfig
-from hmkd.engine.checkpoint import atomic_write_text
+from hmkd.atomic import atomic_write_text
 from hmkd.engine.distributed import DistEnv, init_distributed, shutdown_distributed
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from hmkd import __version__
 from hmkd.config import ExperimentConfig
 from hmkd.data import build_dataset
-from hmkd.engine.checkpoint import CheckpointManager, atomic_write_bytes, atomic_write_text
+from hmkd.atomic import atomic_write_bytes, atomic_write_text
+from hmkd.engine.checkpoint import CheckpointManager
 from hmkd.engine.distributed import DistEnv, init_distributed
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler

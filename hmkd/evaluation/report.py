@@ -7,8 +7,9 @@ Usage:
 import json
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
+
+from hmkd.atomic import atomic_write_text
 
 SUMMARY_KEYS = ("mIoU", "aAcc", "mAcc")
 COUNT_KEYS = ("num_images", "num_pixels")
@@ -51,20 +52,7 @@ def write_eval_json(path: str, metrics: Dict[str, Any], class_names: Sequence[st
     """Writes ``eval_record`` atomically (temp file in the same folder, fsync, os.replace) and returns it, so a
     reader or a requeued job never sees half a file and an old eval.json survives a failed write."""
     record = eval_record(metrics, class_names, extra)
-    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
     return record
 
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import submitit
 
 from hmkd.config import config_from_dict, load_yaml_config
-from hmkd.engine.checkpoint import atomic_write_text
+from hmkd.atomic import atomic_write_text
 from hmkd.engine.logger import read_jsonl
 from hmkd.engine.stage import is_done
 from hmkd.launcher.job import StageJob

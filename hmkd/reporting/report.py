@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Dict, List, Sequence
 
-from hmkd.engine.checkpoint import atomic_write_text
+from hmkd.atomic import atomic_write_text
 
 
 def aggregate(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -1,0 +1,285 @@
+"""Run the smoke pipeline inside the hmkd image, with a host folder as shared storage, and check what it wrote.
+
+Usage: python -m hmkd.dockersmoke [--image hmkd:0.1.0] [--shared runs/docker-smoke] [--gpus auto|all|none|N]
+                                  [--user UID:GID] [--shm-size 2g] [--command "ARGS OF ONE hmkd RUN"]...
+(`make docker-smoke`). Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`) runs in its own
+container through the image's ENTRYPOINT (`hmkd`), as the invoking user (so the outputs belong to them), with GPUs
+passed through when the host has them, without network. Every stage directory it leaves must hold DONE and its
+results (eval.json, or an eval stage's report.json), and every file must belong to that user; the results table
+written inside the container is printed at the end.
+"""
+import argparse
+import glob
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from hmkd import __version__
+
+IMAGE = "hmkd:%s" % __version__
+SHARED = "/shared"  # where the host folder is mounted in the container
+# The smoke pipeline, defined here only: the argv of each `hmkd` run (one container each, in order). It is
+# jobs/smoke.yaml through the launcher (what `make smoke` runs) with the root on the mount and short schedules.
+_SHORT = "[schedule.max_iters=20, train.device=auto]"
+SMOKE_COMMANDS = (
+    ("submit", "jobs/smoke.yaml", "--local", "--set", "root=" + SHARED, "--set", "stages.teacher.overrides=" + _SHORT,
+     "--set", "stages.student.overrides=" + _SHORT, "--set", "stages.hmkd.overrides=" + _SHORT),
+)
+DOCKER_SDK_PIN = "docker==7.1.0"
+
+
+class SmokeError(Exception):
+    """A one-line failure; ``code`` 2 when the setup is missing (engine, image), 1 when the smoke itself failed."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect(timeout: int = 60):
+    """A client for the engine DOCKER_HOST names (API version negotiated: engines as old as Debian's 20.10 work)."""
+    try:
+        import docker
+    except ImportError:
+        raise SmokeError("the Docker SDK for Python is not installed: pip install %s" % DOCKER_SDK_PIN, 2)
+    try:
+        client = docker.from_env(version="auto", timeout=timeout)
+        client.ping()
+    except Exception as exc:  # DockerException, requests' ConnectionError, FileNotFoundError of a missing socket...
+        raise SmokeError("no Docker engine reachable at %s (%s): start Docker, or point DOCKER_HOST at a running "
+                         "engine (CI: tools/docker/dockerd.sh start)" % (engine_address(), _first_line(exc)), 2)
+    return client
+
+
+def get_image(client, image: str):
+    import docker
+
+    try:
+        return client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise SmokeError("image %s not found in the engine at %s: build it with `make docker-build`"
+                         % (image, engine_address()), 2)
+
+
+def host_has_gpus() -> bool:
+    """NVIDIA GPUs on this host: nvidia-smi lists one, or the driver's device nodes exist."""
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 universal_newlines=True, timeout=30).stdout
+            return "GPU" in out
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def device_requests(gpus: str) -> List[Any]:
+    """``--gpus`` as Docker's device requests: auto (all when the host has GPUs), all, none, or a count."""
+    import docker
+
+    if gpus == "none" or (gpus == "auto" and not host_has_gpus()):
+        return []
+    count = -1 if gpus in ("auto", "all") else int(gpus)
+    return [docker.types.DeviceRequest(count=count, capabilities=[["gpu"]])]
+
+
+def parse_user(text: Optional[str]) -> Tuple[int, int]:
+    if not text:
+        return os.getuid(), os.getgid()
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise SmokeError("--user must be numeric UID[:GID], got %r" % text, 2)
+
+
+def run_container(client, image: str, argv: Sequence[str], *, host_dir: str, user: Tuple[int, int],
+                  gpus: List[Any], shm_size: str, network: str, timeout: float, out=sys.stdout) -> Tuple[int, str]:
+    """Run one ``hmkd`` argv to the end, streaming its output; returns (exit status, output)."""
+    import docker
+
+    kwargs = dict(command=list(argv), user="%d:%d" % user, shm_size=shm_size, network_mode=network,
+                  volumes={host_dir: {"bind": SHARED, "mode": "rw"}},
+                  environment={"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}, labels={"hmkd.smoke": "1"})
+    if gpus:
+        kwargs["device_requests"] = gpus
+    container = client.containers.create(image, **kwargs)
+    chunks = []
+    try:
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            hint = ""
+            if gpus and "device driver" in str(exc):
+                hint = ": the engine cannot pass GPUs through (install nvidia-container-toolkit) or use --gpus none"
+            raise SmokeError("could not start `hmkd %s` in %s: %s%s" % (" ".join(argv), image, _api_error(exc), hint),
+                             2)
+        streamer = threading.Thread(target=_stream, args=(container, chunks, out), daemon=True)
+        streamer.start()
+        try:
+            status = container.wait(timeout=timeout)["StatusCode"]
+        except Exception:  # requests' ReadTimeout: the run took longer than --timeout
+            container.kill()
+            raise SmokeError("`hmkd %s` ran past %.0f s and was killed" % (" ".join(argv), timeout))
+        streamer.join(30)
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+    return int(status), "".join(chunks)
+
+
+def _stream(container, chunks: List[str], out) -> None:
+    """Copy a container's output to ``out`` as it comes (a thread: the wait beside it holds the time limit)."""
+    for chunk in container.logs(stream=True, follow=True):
+        text = chunk.decode("utf-8", "replace")
+        chunks.append(text)
+        out.write(text)
+        out.flush()
+
+
+def find_stages(root: str) -> List[str]:
+    """Stage directories under ``root``: those holding DONE, config.yaml or launcher.json (not their subfolders)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if set(filenames) & {"DONE", "config.yaml", "launcher.json"}:
+            found.append(dirpath)
+            dirnames[:] = []  # a stage's own subfolders (checkpoints, plots, an eval stage's runs) are not stages
+        dirnames.sort()
+    return sorted(found)
+
+
+def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """One row per stage and the problems found: every stage DONE, training stages with an eval.json holding mIoU,
+    an eval stage with its report.json, and every path under ``root`` owned by uid:gid."""
+    import json
+
+    rows, problems = [], []
+    stages = find_stages(root)
+    if not stages:
+        problems.append("no stage directory under %s" % root)
+    for stage in stages:
+        name = os.path.relpath(stage, root)
+        has = set(os.listdir(stage))
+        row = {"stage": name, "path": stage, "done": "DONE" in has, "miou": None, "report": "report.md" in has}
+        if "eval.json" in has:
+            with open(os.path.join(stage, "eval.json")) as handle:
+                row["miou"] = json.load(handle).get("mIoU")
+        if not row["done"]:
+            problems.append("%s has no DONE marker" % name)
+        if "config.yaml" in has and row["miou"] is None:
+            problems.append("%s has no eval.json with mIoU" % name)
+        if "config.yaml" not in has and "report.json" not in has and row["miou"] is None:
+            problems.append("%s has neither eval.json nor report.json" % name)
+        rows.append(row)
+    foreign = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for path in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                foreign.append("%s (%d:%d)" % (os.path.relpath(path, root), st.st_uid, st.st_gid))
+    if foreign:
+        problems.append("%d paths do not belong to %d:%d, e.g. %s" % (len(foreign), uid, gid, ", ".join(foreign[:3])))
+    return rows, problems
+
+
+def _api_error(exc) -> str:
+    """The engine's own message (an API error's str() starts with the request URL)."""
+    return _first_line(getattr(exc, "explanation", None) or exc)
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hmkd.dockersmoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=IMAGE, help="image to run (default %(default)s)")
+    parser.add_argument("--shared", default="runs/docker-smoke",
+                        help="host folder for shared storage; each run gets a new subfolder mounted at " + SHARED)
+    parser.add_argument("--gpus", default="auto", help="auto (all when the host has GPUs), all, none, or a count")
+    parser.add_argument("--user", default=None, help="UID:GID to run as (default: the invoking user)")
+    parser.add_argument("--shm-size", default="2g", help="/dev/shm size for data-loader workers (default 2g)")
+    parser.add_argument("--network", default="none", help="container network (default none: the smoke needs none)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per command")
+    parser.add_argument("--command", action="append", dest="commands", metavar="ARGS",
+                        help="arguments of one hmkd run (repeatable; replaces the built-in smoke pipeline)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return smoke(args)
+    except SmokeError as exc:
+        print("docker-smoke: error: %s" % exc, file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("docker-smoke: interrupted", file=sys.stderr)
+        return 130
+
+
+def smoke(args) -> int:
+    uid, gid = parse_user(args.user)
+    if args.gpus not in ("auto", "all", "none") and not args.gpus.isdigit():
+        raise SmokeError("--gpus must be auto, all, none or a count, got %r" % args.gpus, 2)
+    client = connect()
+    image = get_image(client, args.image)
+    gpus = device_requests(args.gpus)
+    commands = [shlex.split(c) for c in args.commands] if args.commands else [list(c) for c in SMOKE_COMMANDS]
+    host_dir = os.path.join(os.path.abspath(args.shared), time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(host_dir)
+    if (os.getuid(), os.getgid()) != (uid, gid):  # CI runs as root and checks as another user
+        os.chown(host_dir, uid, gid)
+    labels = image.labels or {}
+    print("docker-smoke: %s (hmkd %s, commit %s) as %d:%d, %s, %s -> %s" % (
+        args.image, labels.get("org.opencontainers.image.version", "?"),
+        labels.get("org.opencontainers.image.revision", "?")[:12], uid, gid,
+        "GPUs passed through" if gpus else "CPU", SHARED, host_dir), flush=True)
+    opts = dict(host_dir=host_dir, user=(uid, gid), gpus=gpus, shm_size=args.shm_size, network=args.network,
+                timeout=args.timeout)
+    started = time.time()
+    for argv in commands:
+        print("docker-smoke: $ hmkd %s" % " ".join(argv), flush=True)
+        status, output = run_container(client, args.image, argv, **opts)
+        if status != 0:
+            tail = [line for line in output.splitlines() if line.strip()][-1:] or ["(no output)"]
+            raise SmokeError("`hmkd %s` exited with %d in the container: %s" % (" ".join(argv), status, tail[0]))
+    seconds = time.time() - started
+    rows, problems = check_outputs(host_dir, uid, gid)
+    reports = [r for r in rows if r["report"]]
+    if reports:  # the launcher's eval stage wrote the comparison inside the container
+        for r in reports:
+            with open(os.path.join(r["path"], "report.md")) as handle:
+                print("docker-smoke: report written inside the container (%s/report.md):\n%s"
+                      % (r["stage"], handle.read().rstrip()))
+    elif not problems:
+        print("docker-smoke: report from inside the container:", flush=True)
+        stages = [os.path.join(SHARED, r["stage"]) for r in rows if r["miou"] is not None]
+        status, _ = run_container(client, args.image, ["report"] + stages, **opts)
+        if status != 0:
+            problems.append("`hmkd report` exited with %d" % status)
+    print("\n| stage | DONE | mIoU | owner |\n| --- | --- | ---: | --- |")
+    for r in rows:
+        print("| %s | %s | %s | %d:%d |" % (r["stage"], "yes" if r["done"] else "NO",
+                                             "-" if r["miou"] is None else "%.2f" % (100 * r["miou"]), uid, gid))
+    if problems:
+        raise SmokeError("; ".join(problems))
+    print("docker-smoke: passed: %d stages in %.0f s, outputs in %s belong to %d:%d"
+          % (len(rows), seconds, host_dir, uid, gid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""hmkd.dockersmoke: one-line errors without an engine or an image, the output checks, and a smoke pipeline that
+the CLI of this checkout accepts. The real container run is CI's (tools/docker/ci.sh).
+
+Usage: pytest tests/docker/test_dockersmoke.py
+"""
+import json
+import os
+import shlex
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+
+from hmkd import dockersmoke
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Engine(BaseHTTPRequestHandler):
+    """The few answers of an engine that holds no image (API version, ping, image lookup)."""
+
+    def do_GET(self):
+        if self.path.endswith("/version"):
+            self._send(200, {"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"})
+        elif self.path.endswith("/_ping"):
+            self._send(200, "OK")
+        elif "/images/" in self.path:
+            self._send(404, {"message": "No such image: %s" % self.path.split("/images/")[1]})
+        else:
+            self._send(404, {"message": "page not found"})
+
+    do_HEAD = do_GET
+
+    def _send(self, code, body):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Api-Version", "1.41")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def empty_engine(tmp_path, monkeypatch):
+    sock = str(tmp_path / "engine.sock")
+    server = _UnixServer(sock, _Engine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("DOCKER_HOST", "unix://" + sock)
+    yield sock
+    server.shutdown()
+    server.server_close()
+
+
+def test_unreachable_engine_is_one_line_naming_the_address(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", "unix://%s/nothing.sock" % tmp_path)
+    code = dockersmoke.main(["--shared", str(tmp_path / "out"), "--gpus", "none"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("docker-smoke: error: no Docker engine reachable at unix://%s/nothing.sock" % tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_image_names_make_docker_build(tmp_path, empty_engine, capsys):
+    pytest.importorskip("docker")
+    code = dockersmoke.main(["--image", "hmkd:nope", "--shared", str(tmp_path / "out"), "--gpus", "none"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "image hmkd:nope not found" in err and "make docker-build" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_sdk_is_one_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_docker(name, *args, **kwargs):
+        if name == "docker":
+            raise ImportError("no docker")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_docker)
+    with pytest.raises(dockersmoke.SmokeError, match="pip install docker=="):
+        dockersmoke.connect()
+
+
+def test_gpu_requests():
+    pytest.importorskip("docker")
+    assert dockersmoke.device_requests("none") == []
+    (req,) = dockersmoke.device_requests("2")
+    assert req["Count"] == 2 and req["Capabilities"] == [["gpu"]]
+    assert dockersmoke.device_requests("all")[0]["Count"] == -1
+
+
+def test_user_parsing():
+    assert dockersmoke.parse_user(None) == (os.getuid(), os.getgid())
+    assert dockersmoke.parse_user("1234:55") == (1234, 55)
+    assert dockersmoke.parse_user("1234") == (1234, 1234)
+    with pytest.raises(dockersmoke.SmokeError):
+        dockersmoke.parse_user("alice")
+
+
+def _stage(root, name, done=True, miou=0.5, config=True, report=False):
+    path = root / name
+    (path / "checkpoints").mkdir(parents=True)
+    (path / "checkpoints" / "config.yaml").write_text("not a stage\n")
+    (path / "launcher.json").write_text("{}")
+    if config:
+        (path / "config.yaml").write_text("model: {}\n")
+    if miou is not None:
+        (path / "eval.json").write_text(json.dumps({"mIoU": miou}))
+    if report:
+        (path / "report.json").write_text("[]")
+        (path / "report.md").write_text("| run |\n")
+    if done:
+        (path / "DONE").write_text("")
+
+
+def test_output_checks(tmp_path):
+    _stage(tmp_path, "smoke/teacher")
+    _stage(tmp_path, "smoke/student", done=False, miou=None)
+    _stage(tmp_path, "smoke/eval", config=False, miou=None, report=True)
+    _stage(tmp_path, "smoke/eval/teacher", done=False, miou=None)  # inside a stage: not a stage of its own
+    found = dockersmoke.find_stages(str(tmp_path))
+    assert found == [str(tmp_path / "smoke" / n) for n in ("eval", "student", "teacher")]
+    rows, problems = dockersmoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())
+    assert [(r["stage"], r["done"], r["miou"], r["report"]) for r in rows] == [
+        ("smoke/eval", True, None, True), ("smoke/student", False, None, False), ("smoke/teacher", True, 0.5, False)]
+    assert problems == ["smoke/student has no DONE marker", "smoke/student has no eval.json with mIoU"]
+    _, problems = dockersmoke.check_outputs(str(tmp_path), os.getuid() + 1, os.getgid())
+    assert len(problems) == 3 and "do not belong to %d:%d" % (os.getuid() + 1, os.getgid()) in problems[-1]
+    (tmp_path / "smoke/eval/report.json").unlink()
+    assert "smoke/eval has neither eval.json nor report.json" in dockersmoke.check_outputs(
+        str(tmp_path), os.getuid(), os.getgid())[1]
+    assert dockersmoke.check_outputs(str(tmp_path / "smoke/none"), 0, 0)[1][0].startswith("no stage directory")
+
+
+def test_smoke_commands_are_accepted_by_this_cli_and_spec():
+    """The pipeline constant parses with the hmkd CLI, and its spec with its --set values loads, rooted on the mount."""
+    from hmkd.cli.main import build_parser
+    from hmkd.launcher.spec import load_spec
+
+    parser = build_parser()
+    for argv in dockersmoke.SMOKE_COMMANDS:
+        args, extra = parser.parse_known_args(list(argv))
+        assert not extra, argv
+        assert args.command == "submit" and args.local
+        spec = load_spec(os.path.join(ROOT, args.spec), args.set)
+        assert spec.root == dockersmoke.SHARED
+        trained = [s for s in spec.stages if s.kind in ("train", "distill")]
+        assert trained and all("schedule.max_iters=20" in s.overrides for s in trained)
+        assert any(s.kind == "eval" for s in spec.stages)
+
+
+def test_explicit_commands_replace_the_pipeline(tmp_path, monkeypatch, capsys):
+    """--command is parsed with shell quoting; the run stops at the engine, before any folder is made."""
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", "unix://%s/nothing.sock" % tmp_path)
+    args = dockersmoke.build_parser().parse_args(["--command", "train 'a b.yaml' x=1", "--command", "report r"])
+    assert [shlex.split(c) for c in args.commands] == [["train", "a b.yaml", "x=1"], ["report", "r"]]
+    assert dockersmoke.main(["--command", "report r", "--shared", str(tmp_path / "o")]) == 2

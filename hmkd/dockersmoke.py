@@ -112,17 +112,22 @@ def run_container(client, image: str, argv: Sequence[str], *, host_dir: str, use
                   environment={"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}, labels={"hmkd.smoke": "1"})
     if gpus:
         kwargs["device_requests"] = gpus
-    container = client.containers.create(image, **kwargs)
+    def failed(exc):
+        hint = ""
+        if gpus and ("device driver" in str(exc) or "nvidia" in str(exc).lower()):
+            hint = ": the engine cannot pass GPUs through (install nvidia-container-toolkit) or use --gpus none"
+        return SmokeError("could not start `hmkd %s` in %s: %s%s" % (" ".join(argv), image, _api_error(exc), hint), 2)
+
+    try:
+        container = client.containers.create(image, **kwargs)
+    except docker.errors.APIError as exc:
+        raise failed(exc)
     chunks = []
     try:
         try:
             container.start()
         except docker.errors.APIError as exc:
-            hint = ""
-            if gpus and "device driver" in str(exc):
-                hint = ": the engine cannot pass GPUs through (install nvidia-container-toolkit) or use --gpus none"
-            raise SmokeError("could not start `hmkd %s` in %s: %s%s" % (" ".join(argv), image, _api_error(exc), hint),
-                             2)
+            raise failed(exc)
         streamer = threading.Thread(target=_stream, args=(container, chunks, out), daemon=True)
         streamer.start()
         try:
@@ -241,7 +246,11 @@ def smoke(args) -> int:
     host_dir = os.path.join(os.path.abspath(args.shared), time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(host_dir)
     if (os.getuid(), os.getgid()) != (uid, gid):  # CI runs as root and checks as another user
-        os.chown(host_dir, uid, gid)
+        try:
+            os.chown(host_dir, uid, gid)
+        except OSError as exc:
+            raise SmokeError("cannot give %s to %d:%d (%s): --user other than yourself needs root"
+                             % (host_dir, uid, gid, exc.strerror), 2)
     labels = image.labels or {}
     print("docker-smoke: %s (hmkd %s, commit %s) as %d:%d, %s, %s -> %s" % (
         args.image, labels.get("org.opencontainers.image.version", "?"),

@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The docker SDK is a test pin (requirements/test.txt); installed here until it is there.
+# The docker SDK is a test pin (requirements/test.txt); a venv made before that pin gets it here.
 if ! "$venv/bin/python" -c 'import docker' 2>/dev/null; then
   "$venv/bin/python" -m pip install -q docker==7.1.0
 fi

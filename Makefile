@@ -10,7 +10,8 @@ SMOKE_ROOT ?= runs
 help:
 	@echo "make setup        create $(VENV) (Python 3.8) with the image's pinned stack"
 	@echo "make test         run the test suite (CPU, tiny models)"
-	@echo "make bench        benchmarks (JSON in $(BENCH_OUT)/): distillation overhead, HFA memory, HMKD vs KD vs CE"
+	@echo "make bench        CPU benchmarks, <15 min (JSON in $(BENCH_OUT)/, then a table of figures vs targets)"
+	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
 
 $(VENV)/.installed: requirements/stack.txt requirements/test.txt pyproject.toml tools/setup_env.sh
@@ -27,14 +28,54 @@ test: $(VENV)/.installed
 smoke: $(VENV)/.installed
 	$(HMKD) submit jobs/smoke.yaml --local --set root=$(SMOKE_ROOT)
 
-# Benchmarks, not tests: JSON under $(BENCH_OUT)/ and a printed line per figure.
+# Benchmarks, not tests: JSON under $(BENCH_OUT)/, a printed line per figure, then the table of every figure against
+# its target (python -m hmkd.benchmarks.table). `make bench` is the CPU side in under 15 minutes on 2 cores: its
+# quality part trains one seed per method (BENCH_QUALITY_SEEDS) under $(BENCH_ROOT)-light; `make bench-distill`
+# trains all 3 seeds (about 30 minutes here). Finished stages are reused: rm -r the root to train again.
+# `make bench-gpu` sets up its own venv on a bare GPU machine (build/venv-gpu: torch +cu113, no mmcv), then runs
+# the GPU figures (hmkd/benchmarks/gpu.py).
 BENCH_OUT ?= results
-bench-distill: $(VENV)/.installed
-	$(PY) -m hmkd.benchmarks.context_memory --out $(BENCH_OUT)
-	$(PY) -m hmkd.benchmarks.distill_step --out $(BENCH_OUT)
-	$(PY) -m hmkd.benchmarks.distill_quality --out $(BENCH_OUT)
+BENCH_ROOT ?= runs/bench
+BENCH_QUALITY_SEEDS ?= [0]
+BENCH_GPU_PY ?= python3
+BENCH_GPU_FLAGS ?=
+BENCH := $(PY) -m hmkd.benchmarks
 
-bench: bench-distill
+.PHONY: bench-gpu bench-data bench-eval bench-formats bench-quality bench-table
+
+bench-distill: $(VENV)/.installed
+	$(BENCH).context_memory --out $(BENCH_OUT)
+	$(BENCH).distill_step --out $(BENCH_OUT)
+	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)
+
+bench-data: $(VENV)/.installed
+	$(BENCH).data_pipeline --out $(BENCH_OUT)
+
+bench-eval: $(VENV)/.installed
+	$(BENCH).eval_throughput --out $(BENCH_OUT)
+
+bench-formats: $(VENV)/.installed
+	$(BENCH).step_formats --out $(BENCH_OUT)
+
+bench-quality: $(VENV)/.installed
+	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)-light \
+		$(foreach stage,ce hmkd kd,--set 'stages.$(stage).seeds=$(BENCH_QUALITY_SEEDS)')
+
+bench-table:
+	$(BENCH).table $(BENCH_OUT)
+
+# One recipe, not prerequisites, so that `make -j` cannot run two timed benchmarks at once.
+bench: $(VENV)/.installed
+	$(BENCH).context_memory --out $(BENCH_OUT)
+	$(BENCH).distill_step --out $(BENCH_OUT)
+	$(BENCH).data_pipeline --out $(BENCH_OUT)
+	$(BENCH).eval_throughput --out $(BENCH_OUT)
+	$(BENCH).step_formats --out $(BENCH_OUT)
+	$(MAKE) --no-print-directory bench-quality
+	$(BENCH).table $(BENCH_OUT)
+
+bench-gpu:
+	$(BENCH_GPU_PY) -m hmkd.benchmarks.gpu --out $(BENCH_OUT) $(BENCH_GPU_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,13 +1,14 @@
 """Timing with warm-up and repetitions (median and spread), machine description, JSON results.
 
 Usage: stats = time_it(step_fn, warmup=2, reps=7); write_result("results", "distill_step", payload)
+       times = time_interleaved({"floor": floor_fn, "step": step_fn}); median_ratio(times["step"], times["floor"])
 """
 import json
 import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
@@ -23,9 +24,48 @@ def time_it(fn: Callable[[], Any], warmup: int = 2, reps: int = 7, sync: Callabl
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    times.sort()
-    return {"median_s": statistics.median(times), "min_s": times[0], "max_s": times[-1], "reps": reps,
-            "spread": (times[-1] - times[0]) / statistics.median(times)}
+    return summarize(times)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], Any]], warmup: int = 2, reps: int = 7,
+                     sync: Callable[[], None] = lambda: None) -> Dict[str, List[float]]:
+    """Per-call times of several functions timed round-robin (one call of each per round), so a burst of load from
+    other jobs hits all of them alike and ratios taken round by round cancel it; summarize() each list."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> Dict[str, float]:
+    """Median and spread of the round-by-round ratios of two interleaved measurements."""
+    ratios = [n / d for n, d in zip(numerators, denominators)]
+    median = statistics.median(ratios)
+    return {"ratio": median, "ratio_spread": (max(ratios) - min(ratios)) / median if median else 0.0}
+
+
+def summarize(times: Sequence[float]) -> Dict[str, float]:
+    """Median, min, max and spread ((max - min) / median) of repeated measurements."""
+    times = sorted(times)
+    median = statistics.median(times)
+    return {"median_s": median, "min_s": times[0], "max_s": times[-1], "reps": len(times),
+            "spread": (times[-1] - times[0]) / median if median else 0.0}
+
+
+def load_average() -> List[float]:
+    """1/5/15-minute load averages: these machines are shared, so every result says how busy this one was."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def machine() -> Dict[str, Any]:
@@ -36,7 +76,7 @@ def machine() -> Dict[str, Any]:
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "load_average": load_average()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda

@@ -10,7 +10,7 @@ from typing import Any, Dict
 
 import torch
 
-from hmkd.benchmarks.common import time_it, write_result
+from hmkd.benchmarks.common import median_ratio, summarize, time_interleaved, write_result
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -26,7 +26,7 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
     images = torch.randn(batch, 3, *size, device=dev)
     labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    autocast = (lambda: torch.cuda.amp.autocast()) if amp else torch.autograd.profiler.record_function
+    autocast = (lambda _name: torch.cuda.amp.autocast()) if amp else torch.autograd.profiler.record_function
 
     def setup(term_cfg):
         student = build_model(student_name, num_classes).to(dev).train()
@@ -56,14 +56,15 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
 
     plain = setup({"ce": {"weight": 1.0}})
     distill = setup(dict({"ce": {"weight": 1.0}}, **terms))
-    student_t = time_it(step_fn(*plain, with_teacher=False), reps=reps, sync=sync)
-    teacher_t = time_it(teacher_forward, reps=reps, sync=sync)
-    distill_t = time_it(step_fn(*distill, with_teacher=True), reps=reps, sync=sync)
+    # Round-robin, so load from other jobs on a shared machine hits the step and its floor alike.
+    times = time_interleaved({"student": step_fn(*plain, with_teacher=False), "teacher": teacher_forward,
+                              "distill": step_fn(*distill, with_teacher=True)}, reps=reps, sync=sync)
+    student_t, teacher_t, distill_t = (summarize(times[k]) for k in ("student", "teacher", "distill"))
+    floors = [s + t for s, t in zip(times["student"], times["teacher"])]
     result: Dict[str, Any] = {
         "teacher": teacher_name, "student": student_name, "size": list(size), "batch": batch, "device": device,
         "amp": amp, "terms": sorted(terms), "student_step": student_t, "teacher_forward": teacher_t,
-        "distill_step": distill_t,
-        "ratio": distill_t["median_s"] / (student_t["median_s"] + teacher_t["median_s"]), "target": 1.10,
+        "distill_step": distill_t, **median_ratio(times["distill"], floors), "target": 1.10,
         "images_per_s": batch / distill_t["median_s"]}
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

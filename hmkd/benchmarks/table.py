@@ -31,6 +31,10 @@ def _context_memory(r: Dict[str, Any]) -> Iterator[Row]:
     yield ("HFA context peak chunked/direct %dx%dx%d %s (%.0f / %.0f MiB)"
            % (r["hw"][0], r["hw"][1], r["channels"], r["device"], r["chunked_peak_mib"], r["direct_peak_mib"]),
            "%.3f" % r["ratio"], r.get("target", 0.125), "<=")
+    hfa = r.get("scopes", {}).get("hfa")
+    if hfa:
+        yield ("whole HFA term peak chunked/direct context (%.0f / %.0f MiB)"
+               % (hfa["chunked"]["median_mib"], hfa["direct"]["median_mib"]), "%.3f" % hfa["ratio"], None, "")
 
 
 def _distill_quality(r: Dict[str, Any]) -> Iterator[Row]:

@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence
 
+import cv2
 import numpy as np
 
 from hmkd.data.files import DatasetError, read_image, read_label
@@ -28,7 +29,10 @@ class LabelSpec:
         self.expected = expected
 
     def map(self, raw_hw: np.ndarray) -> np.ndarray:
-        return self.lut[raw_hw]
+        """Raw values -> train ids; cv2.LUT because numpy's fancy indexing costs ~4 ms on a 2048x1024 label."""
+        if raw_hw.dtype != np.uint8 or raw_hw.ndim != 2:
+            return self.lut[raw_hw]
+        return cv2.LUT(raw_hw, self.lut)
 
 
 def identity_spec(num_classes: int, ignore_index: int, what: str) -> LabelSpec:
@@ -39,9 +43,16 @@ def identity_spec(num_classes: int, ignore_index: int, what: str) -> LabelSpec:
     return LabelSpec(valid, lut, "0..%d or %d (ignore) for %s" % (num_classes - 1, ignore_index, what))
 
 
+def _histogram(raw_hw: np.ndarray) -> np.ndarray:
+    """Pixels per value 0..255; cv2.calcHist is several times faster than np.bincount on a full-size uint8 label."""
+    if raw_hw.dtype != np.uint8 or raw_hw.ndim != 2:
+        return np.bincount(raw_hw.ravel().astype(np.int64), minlength=256)
+    return cv2.calcHist([raw_hw], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+
+
 def label_value_problem(raw_hw: np.ndarray, spec: LabelSpec, path: str) -> Optional[str]:
     """One line naming the disallowed values and how many pixels carry each, or None when the label is clean."""
-    counts = np.bincount(raw_hw.ravel(), minlength=256)
+    counts = _histogram(raw_hw)
     bad = np.flatnonzero((counts > 0) & ~spec.valid)
     if bad.size == 0:
         return None

@@ -158,3 +158,19 @@ def test_error_survives_dataloader_workers(make_camvid, write_png):
     assert "label %s has value 12 at 512 pixels" % ds.samples[0].label in str(err.value)
     copy = pickle.loads(pickle.dumps(err.value))
     assert str(copy) == str(err.value) and copy.problems == [str(err.value)]
+
+
+def test_fast_label_map_and_histogram_agree_with_numpy():
+    """cv2.LUT / cv2.calcHist replace numpy indexing / bincount on the hot path; they must give the same answer."""
+    from hmkd.data.validation import _histogram, identity_spec
+
+    rng = np.random.default_rng(0)
+    spec = identity_spec(19, 255, "test")
+    spec.lut[:] = rng.integers(0, 256, 256, dtype=np.uint8)
+    for shape in ((1, 1), (37, 53), (1024, 2048)):
+        raw = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(spec.map(raw), spec.lut[raw])
+        assert np.array_equal(_histogram(raw), np.bincount(raw.ravel(), minlength=256))
+    strided = rng.integers(0, 256, (40, 60), dtype=np.uint8)[:, ::2]
+    assert np.array_equal(spec.map(strided), spec.lut[strided])
+    assert np.array_equal(_histogram(strided), np.bincount(strided.ravel(), minlength=256))

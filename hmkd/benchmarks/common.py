@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
+from hmkd.atomic import atomic_write_text
+
 
 def time_it(fn: Callable[[], Any], warmup: int = 2, reps: int = 7, sync: Callable[[], None] = lambda: None
             ) -> Dict[str, float]:
@@ -87,6 +89,5 @@ def write_result(out_dir: str, name: str, payload: Dict[str, Any]) -> str:
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name + ".json")
     payload = dict(payload, benchmark=name, machine=machine(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2)
+    atomic_write_text(path, json.dumps(payload, indent=2))  # a killed run never leaves half a result for the table
     return path

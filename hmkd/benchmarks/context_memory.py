@@ -8,7 +8,7 @@ Two scopes, each chunked and direct: ``context`` is the global context alone (th
 channels at stride 16, projected and warped; context on the student side), where the RRBs and the offset head add
 the same activations to both variants.
 On CUDA the figure is torch.cuda.max_memory_allocated above the inputs; on the CPU each measurement runs in a fresh
-process and is its peak resident memory minus the peak just before the call (after a warm-up on a tiny map), with
+process and is its peak resident memory above the resident memory just before the call (after a warm-up on a tiny map), with
 glibc's mmap threshold fixed at 128 KiB so that freed buffers leave the process at once and the peak RSS is the peak
 of live allocations, not of what the allocator chose to keep.
 """
@@ -29,17 +29,31 @@ SCOPES = ("context", "hfa")
 TEACHER_CHANNELS = 320  # SegFormer-B4 stage 3, at half the student's stage-3 resolution
 
 _CHILD = """
-import json, resource, sys, torch
-from hmkd.benchmarks.context_memory import build_call
+import json, sys, torch
+from hmkd.benchmarks.context_memory import build_call, peak_rss_delta_mib
 h, w, c, chunk, scope, variant = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
                                   sys.argv[5], sys.argv[6])
 build_call(8, 8, c, chunk, scope, variant, "cpu")()  # one-time allocations (BLAS buffers, kernels) are not the variant's
-call = build_call(h, w, c, chunk, scope, variant, "cpu")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-call()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mib": (peak - before) / 1024.0}))
+print(json.dumps({"peak_mib": peak_rss_delta_mib(build_call(h, w, c, chunk, scope, variant, "cpu"))}))
 """
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError("no %s in /proc/self/status" % field)
+
+
+def peak_rss_delta_mib(call: Callable[[], None]) -> float:
+    """Peak resident memory during ``call`` above the resident memory before it. Linux's high-water mark is reset
+    first (/proc/self/clear_refs), so an earlier, higher peak (imports, building the inputs) cannot hide the call's."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = _status_kib("VmRSS")
+    call()
+    return (_status_kib("VmHWM") - before) / 1024.0
 
 
 def build_call(h: int, w: int, channels: int, chunk: int, scope: str, variant: str, device: str

@@ -178,7 +178,7 @@ def run_benchmarks(out: str, smoke: bool) -> None:
     if smoke:
         step = ["--teacher", "segformer_tiny", "--student", "deeplabv3_tiny", "--size", "64x128", "--batch", "2",
                 "--reps", "2"]
-        context = ["--hw", "16x32"]
+        context = ["--hw", "32x64", "--channels", "64", "--chunk", "256", "--reps", "1"]
         evaluation = ["--size", "64x128", "--crop", "64x64", "--stride", "48x48", "--reps", "2",
                       "--models", "deeplabv3_tiny,segformer_tiny"]
         formats = ["--size", "64x128", "--batch", "2", "--reps", "2", "--models", "deeplabv3_tiny,segformer_tiny",

@@ -17,6 +17,7 @@ def test_smoke_run_writes_every_result_and_the_table_reads_them(tmp_path, capsys
     with open(tmp_path / "distill_step_gpu_amp.json") as handle:
         step = json.load(handle)
     assert step["amp"] is True and step["ratio"] > 0 and step["teacher"] == "segformer_tiny"
+    assert step["macs"]["terms_forward"] > 0 and step["mac_ratio"] > 1.0  # GLA and HFA add arithmetic
     printed = capsys.readouterr().out
     assert "no reader" not in printed and "figures," in printed
 

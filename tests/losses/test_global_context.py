@@ -83,3 +83,21 @@ def test_backward_keeps_no_hw_squared_tensor():
 def test_bad_chunk_size_raises():
     with pytest.raises(ValueError, match="chunk_size"):
         global_context(torch.randn(1, 2, 3, 3), 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_in_place_softmax_matches_torch_and_leaves_no_subnormal_weights(dtype):
+    """Weights near the subnormal range make exp and every later product slow on the CPU: they must be exactly 0
+    (no weight in (0, 4 * tiny), so products with features of magnitude >= 1/4 stay normal), and the rows must
+    still be torch's softmax."""
+    from hmkd.losses.distill.global_context import _softmax_rows_
+
+    torch.manual_seed(0)
+    scores = torch.randn(2, 7, 300, dtype=dtype) * 400.0  # spreads of thousands, as with 256 unscaled channels
+    scores[0, 0] = torch.linspace(0.0, -800.0, 300, dtype=dtype)  # every magnitude, through the subnormal range
+    expected = torch.softmax(scores, dim=-1)
+    weights = _softmax_rows_(scores.clone())
+    torch.testing.assert_close(weights, expected, atol=1e-30, rtol=1e-6)
+    tiny = torch.finfo(dtype).tiny
+    assert not ((weights > 0) & (weights < 4 * tiny)).any()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 7, dtype=dtype))

@@ -22,8 +22,11 @@ def _distill_step(r: Dict[str, Any]) -> Iterator[Row]:
     where = "%s->%s %s x%d %s%s" % (r["teacher"], r["student"], "x".join(map(str, r["size"])), r["batch"],
                                     r["device"], " amp" if r.get("amp") else "")
     yield ("step ratio " + where, "%.3f" % r["ratio"], r.get("target", 1.10), "<=")
+    if "ratio_same_teacher_work" in r:
+        yield ("step ratio against the teacher work the step runs " + where, "%.3f" % r["ratio_same_teacher_work"],
+               None, "")
     if "mac_ratio" in r:
-        yield ("MAC ratio (the method's arithmetic floor) " + where, "%.3f" % r["mac_ratio"],
+        yield ("  the same in multiply-accumulates (the method's arithmetic) " + where, "%.3f" % r["mac_ratio"],
                None, "")
     yield ("images/s " + where, "%.2f" % r["images_per_s"], None, "")
     if "peak_memory_mib" in r:

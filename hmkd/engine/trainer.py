@@ -125,6 +125,9 @@ class Trainer:
         self.teacher = build_teacher(cfg, self.num_classes)
         criterion = build_criterion(cfg.loss.terms, TermContext(student, self.teacher, cfg.loss.ignore_index))
         self.module = TrainableModule(student, criterion)
+        self.teacher_logits = criterion.needs_teacher_logits
+        if self.teacher is not None and not self.teacher_logits:
+            log.info("no loss term reads the teacher's logits: its decode head is skipped")
         if self.env.world_size > 1 and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
         self.module.to(self.device)
@@ -228,7 +231,7 @@ class Trainer:
                 teacher_out = None
                 if self.teacher is not None:
                     with torch.no_grad(), autocast(self.teacher_amp):
-                        teacher_out = self.teacher(images)
+                        teacher_out = self.teacher(images, with_logits=self.teacher_logits)
                 with autocast(self.amp):
                     terms = self.wrapped(images, labels, teacher_out)
                 values = self.check_finite(terms)

@@ -1,7 +1,9 @@
 """The criterion: named, weighted loss terms chosen by the config, as one module saved with the student.
 
 A term is an ``nn.Module`` class registered under a name; it is built with ``build(options, context)`` from its
-config options and receives ``(student_out, labels, teacher_out)``. Terms with parameters (alignment modules)
+config options and receives ``(student_out, labels, teacher_out)``. A term that reads the teacher sets
+``needs_teacher = True``, and ``needs_teacher_logits = False`` when it reads only the teacher's features, so that
+the teacher's decode head is skipped when no term needs it. Terms with parameters (alignment modules)
 are trained in the student's optimizer and saved in checkpoints because the criterion is part of the trainable
 module; they are dropped from exported student weights.
 """
@@ -45,6 +47,12 @@ class Criterion(nn.Module):
     @property
     def needs_teacher(self) -> bool:
         return any(getattr(term, "needs_teacher", False) for term in self.terms.values())
+
+    @property
+    def needs_teacher_logits(self) -> bool:
+        """Whether any term reads the teacher's logits (a term that does not say is assumed to)."""
+        return any(getattr(term, "needs_teacher", False) and getattr(term, "needs_teacher_logits", True)
+                   for term in self.terms.values())
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None
                 ) -> Dict[str, Tensor]:

@@ -94,13 +94,15 @@ class DeepLabV3(nn.Module):
         self.decode_head = DeepLabHead(channels[3], width, num_classes)
         self.aux_head = FCNHead(channels[2], num_classes) if aux_head else None
 
-    def forward(self, images_bchw: Tensor) -> SegOutput:
+    def forward(self, images_bchw: Tensor, with_logits: bool = True) -> SegOutput:
         net = self.backbone
         x_bchw = net.maxpool(net.act1(net.bn1(net.conv1(images_bchw))))
         features = []
         for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
             x_bchw = layer(x_bchw)
             features.append(x_bchw)
+        if not with_logits:
+            return SegOutput(None, features)
         logits = self.decode_head(features[3])
         aux = self.aux_head(features[2]) if self.aux_head is not None and self.training else None
         return SegOutput(logits, features, aux)

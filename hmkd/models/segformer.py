@@ -219,10 +219,10 @@ class SegFormer(nn.Module):
         self.feature_info = self.backbone.feature_info
         self.logits_reduction = 4
 
-    def forward(self, images_bchw: Tensor) -> SegOutput:
+    def forward(self, images_bchw: Tensor, with_logits: bool = True) -> SegOutput:
         attn_stage = 2 if self.stage3_features == "attn_mean" else None
         features, attn_mean = self.backbone(images_bchw, attn_mean_stage=attn_stage)
-        logits = self.decode_head(features)
+        logits = self.decode_head(features) if with_logits else None
         if attn_mean is not None:
             features = features[:2] + [attn_mean] + features[3:]
         return SegOutput(logits, features)

@@ -97,6 +97,8 @@ def test_distillation_trains_student_and_alignment_not_teacher(tmp_path):
                         "hfa": {"weight": 1.0}}},
         schedule={"max_iters": 2}))
     trainer = Trainer(cfg, str(tmp_path / "run"))
+    head_calls = []
+    trainer.teacher.decode_head.register_forward_hook(lambda *_: head_calls.append(1))
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in trainer.module.student.state_dict().items()}
     align_before = {k: v.clone() for k, v in trainer.module.criterion.state_dict().items()}
@@ -104,6 +106,7 @@ def test_distillation_trains_student_and_alignment_not_teacher(tmp_path):
     batches = trainer.batches()
     trainer.train_step(batches)
     trainer.train_step(batches)
+    assert head_calls == []  # GLA and HFA read teacher features only: its decode head never runs in training
     for key, value in trainer.teacher.state_dict().items():
         assert torch.equal(value, teacher_before[key]), key
     assert all(p.grad is None for p in trainer.teacher.parameters())
@@ -120,3 +123,22 @@ def test_distillation_trains_student_and_alignment_not_teacher(tmp_path):
 def test_aux_head_without_its_loss_is_refused(tmp_path, write_config):
     result = run_cli("train", write_config(loss={"terms": {"ce": {"weight": 1.0}}}), "--run-dir", str(tmp_path / "r"))
     assert result.returncode == 2 and "aux_head is true but loss.terms has no aux_ce" in result.stderr
+
+
+def test_teacher_logits_are_computed_when_a_term_reads_them(tmp_path):
+    from engine_config import tiny_config
+
+    from hmkd.models import build_model
+
+    teacher_path = tmp_path / "teacher.pth"
+    torch.save({"model": build_model("segformer_tiny", 3).state_dict()}, teacher_path)
+    cfg = config_from_dict(tiny_config(
+        teacher={"name": "segformer_tiny", "checkpoint": str(teacher_path)},
+        loss={"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4}, "kd": {"weight": 1.0},
+                        "hfa": {"weight": 1.0}}},
+        schedule={"max_iters": 1}))
+    trainer = Trainer(cfg, str(tmp_path / "run"))
+    head_calls = []
+    trainer.teacher.decode_head.register_forward_hook(lambda *_: head_calls.append(1))
+    values = trainer.train_step(trainer.batches())
+    assert head_calls == [1] and values["kd"] > 0

@@ -50,3 +50,23 @@ def test_optimizer_step_trains_student_and_alignment_but_not_teacher(fresh_model
         assert changed, term
     offset_key = "terms.hfa.offset_head.offset.weight"   # the zero-initialised conv learns from the first step
     assert not torch.equal(after[offset_key], terms_before[offset_key])
+
+
+@pytest.mark.parametrize("term", sorted(set(ALL_TERMS) - {"ce"}))
+def test_a_term_that_skips_teacher_logits_really_does_not_read_them(term, fresh_model, make_criterion):
+    """The trainer drops the teacher's decode head when no term needs its logits; the declaration must be true."""
+    student, teacher = fresh_model("deeplab", seed=1).train(), fresh_model("segformer", seed=2).eval()
+    criterion = make_criterion({term: {}}, student, teacher)
+    images, labels = torch.randn(2, 3, 64, 72), torch.randint(0, 5, (2, 64, 72))
+    with torch.no_grad():
+        teacher_out = teacher(images, with_logits=criterion.needs_teacher_logits)
+    assert criterion.needs_teacher_logits == (term in ("kd", "cwd"))
+    assert (teacher_out.logits is None) == (not criterion.needs_teacher_logits)
+    value = criterion(student(images), labels, teacher_out)[term]
+    assert torch.isfinite(value)
+
+
+def test_any_term_reading_logits_makes_the_criterion_ask_for_them(fresh_model, make_criterion):
+    student, teacher = fresh_model("deeplab", seed=1), fresh_model("segformer", seed=2)
+    assert not make_criterion({"ce": {}, "gla": {}, "hfa": {}}, student, teacher).needs_teacher_logits
+    assert make_criterion({"ce": {}, "hfa": {}, "kd": {}}, student, teacher).needs_teacher_logits

@@ -49,3 +49,15 @@ def test_bad_options_and_classes_are_named():
         build_model("segformer_b0", 0)
     with pytest.raises(ValueError, match="deeplabv3_r18.*options"):
         build_model("deeplabv3_r18", 19, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", ["segformer_tiny", "deeplabv3_tiny"])
+def test_features_only_forward_skips_the_head_and_keeps_the_features(name):
+    torch.manual_seed(0)
+    model = build_model(name, 5, **({"aux_head": True} if name.startswith("deeplab") else {})).eval()
+    images = torch.randn(2, 3, 64, 72)
+    full, bare = model(images), model(images, with_logits=False)
+    assert bare.logits is None and bare.aux_logits is None
+    assert len(bare.features) == len(full.features) == 4
+    for a, b in zip(bare.features, full.features):
+        assert torch.equal(a, b)

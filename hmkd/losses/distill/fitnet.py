@@ -19,6 +19,7 @@ from hmkd.models.output import SegOutput
 @register_term("fitnet")
 class FitNetTerm(nn.Module):
     needs_teacher = True
+    needs_teacher_logits = False
 
     def __init__(self, stage: int, student_channels: int, teacher_channels: int, bn: bool = False):
         super().__init__()

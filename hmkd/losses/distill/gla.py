@@ -53,6 +53,7 @@ class PatchRelation(nn.Module):
 @register_term("gla")
 class GLATerm(nn.Module):
     needs_teacher = True
+    needs_teacher_logits = False
 
     def __init__(self, stage: int, student_channels: int, teacher_channels: int, dim: int = DEFAULT_DIM,
                  patch_size: int = 8, reduction: str = "mean"):

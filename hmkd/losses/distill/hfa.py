@@ -111,6 +111,7 @@ def resolve_context_sides(context_on: str, student: nn.Module, teacher: nn.Modul
 @register_term("hfa")
 class HFATerm(nn.Module):
     needs_teacher = True
+    needs_teacher_logits = False
 
     def __init__(self, stage: int, student_channels: int, teacher_channels: int, context_sides: Sequence[str] = (),
                  chunk_size: int = 1024, align_corners: bool = True):

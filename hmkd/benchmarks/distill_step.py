@@ -82,9 +82,8 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
                               "distill": step_fn(*distill, with_teacher=True)}, reps=reps, sync=sync)
     stats = {name: summarize(values) for name, values in times.items()}
     floors = [s + t for s, t in zip(times["student"], times["teacher"])]
-    like_floors = [s + t for s, t in zip(times["student"], times["teacher_features"
-                                                                   if not criterion.needs_teacher_logits else "teacher"])]
-    like = median_ratio(times["distill"], like_floors)
+    used = "teacher" if criterion.needs_teacher_logits else "teacher_features"
+    like = median_ratio(times["distill"], [s + t for s, t in zip(times["student"], times[used])])
     result: Dict[str, Any] = {
         "teacher": teacher_name, "student": student_name, "size": list(size), "batch": batch, "device": device,
         "amp": amp, "terms": sorted(terms), "student_step": stats["student"], "teacher_forward": stats["teacher"],

@@ -11,8 +11,9 @@ grows with h*w (times the chunk), not with (h*w)^2. Measured on CPU at h*w = 819
 and backward: 82 MiB peak chunked (chunk 1024; 33 MiB at chunk 256) against 786 MiB direct.
 
 Numerics: the dot products are not scaled (the method has none). With 256 channels they reach hundreds to thousands,
-so both versions run in float32 at least (float64 stays float64; autocast is switched off inside) and use
-``torch.softmax``, which subtracts the row maximum; rows are then close to one-hot. Outputs are cast back to the
+so both versions run in float32 at least (float64 stays float64; autocast is switched off inside) and subtract
+the row maximum before exp (the direct one through ``torch.softmax``, the chunked one in place, see
+:func:`_softmax_rows_`); rows are then close to one-hot. Outputs are cast back to the
 input dtype (under autocast the chunked version returns float32).
 """
 import math
@@ -77,7 +78,7 @@ class _ChunkedGlobalContext(torch.autograd.Function):
             stop = start + chunk_size
             attn_bqn = _chunk_affinity(x_bcn, start, stop)
             y_bcn[:, :, start:stop] = torch.bmm(x_bcn, attn_bqn.transpose(1, 2))
-            del attn_bqn
+            del attn_bqn  # freed before the next chunk allocates its own: one (q, N) buffer at a time
         ctx.chunk_size = chunk_size
         ctx.save_for_backward(x_bcn)
         return y_bcn.view(x_bchw.shape).to(ctx.in_dtype)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from hmkd.benchmarks.common import write_result
+from hmkd.models.output import SegOutput
 
 TARGET = 1 / 8
 SCOPES = ("context", "hfa")
@@ -71,9 +72,7 @@ def build_call(h: int, w: int, channels: int, chunk: int, scope: str, variant: s
         return lambda: context(student).backward(grad)
     term = hfa_module.HFATerm(2, channels, TEACHER_CHANNELS, ("student",), chunk).to(device)
     teacher = torch.randn(1, TEACHER_CHANNELS, max(1, h // 2), max(1, w // 2), device=device)
-    out = type("Out", (), {})  # only .features is read
-    student_out, teacher_out = out(), out()
-    student_out.features, teacher_out.features = [None, None, student], [None, None, teacher]
+    student_out, teacher_out = SegOutput(None, [None, None, student]), SegOutput(None, [None, None, teacher])
 
     def call() -> None:
         original = hfa_module.global_context

@@ -17,6 +17,8 @@ from hmkd.config.loader import deep_merge, parse_override, read_yaml
 from hmkd.config.typed import check_choice, from_dict
 
 log = logging.getLogger(__name__)
+SIGNAL_DELAY_S = 90  # submitit's default --signal=USR2@90
+MIN_TIME_MINUTES = 3  # SIGNAL_DELAY_S + Slurm's up-to-60 s early delivery, rounded up
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -78,8 +80,10 @@ class Resources:
             raise ValueError("time must look like HH:MM[:SS] or D-HH:MM[:SS], got %r" % (self.time,))
         days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
         total = days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
-        if total < 1:
-            raise ValueError("time must be at least one minute, got %r" % (self.time,))
+        if total < MIN_TIME_MINUTES:
+            raise ValueError("time must be at least 00:%02d:00, got %r: submitit asks Slurm for USR2 %d s before "
+                             "the limit and Slurm may send it up to 60 s early, so a shorter job is signalled "
+                             "before it starts" % (MIN_TIME_MINUTES, self.time, SIGNAL_DELAY_S))
         return total
 
 

@@ -24,7 +24,7 @@ from hmkd.atomic import atomic_write_text
 from hmkd.engine.logger import read_jsonl
 from hmkd.engine.stage import is_done
 from hmkd.launcher.job import StageJob
-from hmkd.launcher.spec import PipelineSpec, Stage
+from hmkd.launcher.spec import SIGNAL_DELAY_S, PipelineSpec, Stage
 
 STATE_FILE = "launcher.json"
 
@@ -105,7 +105,8 @@ def make_executor(spec: PipelineSpec, stage: Stage, local: bool, dependency: Opt
         return executor
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=r.max_requeues, python=python_command(spec))
     params: Dict[str, Any] = dict(job_name="%s.%s" % (spec.experiment, stage.name), nodes=r.nodes,
-                                  ntasks_per_node=r.tasks, cpus_per_task=r.cpus_per_task, time=r.time_minutes)
+                                  ntasks_per_node=r.tasks, cpus_per_task=r.cpus_per_task, time=r.time_minutes,
+                                  signal_delay_s=SIGNAL_DELAY_S)
     if r.gpus_per_node:
         params["gpus_per_node"] = r.gpus_per_node
     if r.mem_gb:

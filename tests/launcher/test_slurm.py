@@ -67,6 +67,8 @@ def test_smoke_spec_runs_as_chained_jobs_and_resubmits_nothing(slurm_cluster, tm
     report = (root / "eval" / "report.md").read_text()
     assert "| hmkd | deeplabv3_r18 | segformer_b0 |" in report
     hmkd_job = rows["hmkd"]["job_ids"][0]
+    script = (root / "hmkd" / "submitit" / hmkd_job / ("%s_submission.sh" % hmkd_job)).read_text()
+    assert "#SBATCH --signal=USR2@90" in script and "#SBATCH --kill-on-invalid-dep=yes" in script
     dependency = slurm_cluster.job(hmkd_job).get("Dependency", "")
     again = hmkd(slurm_cluster, "submit", spec, *sets)
     assert again.returncode == 0 and again.stdout.count("skipped: DONE") == 4 and "submitted" not in again.stdout

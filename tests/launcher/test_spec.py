@@ -36,6 +36,7 @@ def test_order_follows_dependencies_and_inputs(tmp_path, monkeypatch):
     ([stage("a", kind="export")], "stages[a].kind must be one of 'train', 'distill', 'eval'"),
     ([stage("a", config="configs/nope.yaml")], "stages[a].config configs/nope.yaml does not exist"),
     ([stage("a", resources={"time": "90 minutes"})], "time must look like HH:MM"),
+    ([stage("a", resources={"time": "00:02:00"})], "time must be at least 00:03:00, got '00:02:00'"),
     ([stage("a", resources={"nodes": 0})], "nodes must be >= 1"),
     ([stage("a", resources={"gpu_per_node": 4})], "did you mean 'stages[0].resources.gpus_per_node'"),
     ([{"name": "e", "kind": "eval"}], "stages[e].compare must list the stages"),

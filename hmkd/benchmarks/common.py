@@ -1,18 +1,45 @@
 """Timing with warm-up and repetitions (median and spread), machine description, JSON results.
 
-Usage: stats = time_it(step_fn, warmup=2, reps=7); write_result("results", "distill_step", payload)
+Usage: add_run_args(parser, reps=5, warmup=2); parser.add_argument("--size", type=parse_size)
+       stats = time_it(step_fn, warmup=2, reps=7); write_result("results", "distill_step", payload)
        times = time_interleaved({"floor": floor_fn, "step": step_fn}); median_ratio(times["step"], times["floor"])
 """
+import argparse
 import json
 import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from hmkd.atomic import atomic_write_text
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """A size given as HxW, or N for a square, on the command line."""
+    try:
+        values = [int(v) for v in str(text).split("x")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError("sizes are HxW or N with positive integers, got %r" % text)
+    return values[0], values[1]
+
+
+def add_run_args(parser: argparse.ArgumentParser, reps: int, warmup: Optional[int] = None,
+                 name: Optional[str] = None) -> None:
+    """The options every benchmark shares: where it runs, how often, where its JSON goes."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--reps", type=int, default=reps)
+    if warmup is not None:
+        parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--out", default="results")
+    if name is not None:
+        parser.add_argument("--name", default=name, help="result file name (default %s)" % name)
 
 
 def time_it(fn: Callable[[], Any], warmup: int = 2, reps: int = 7, sync: Callable[[], None] = lambda: None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from hmkd.benchmarks.common import write_result
+from hmkd.benchmarks.common import add_run_args, parse_size, write_result
 from hmkd.models.output import SegOutput
 
 TARGET = 1 / 8
@@ -109,14 +109,12 @@ def _median(values: List[float]) -> Dict[str, Any]:
 
 def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hw", default="64x128")
+    parser.add_argument("--hw", type=parse_size, default="64x128")
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=1024, help="HFA's chunk_size (its default is 1024)")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default="results")
+    add_run_args(parser, reps=3)
     args = parser.parse_args(argv)
-    h, w = (int(v) for v in args.hw.split("x"))
+    h, w = args.hw
     measure = cuda_peak if args.device == "cuda" else cpu_peak
     scopes = {}
     for scope in SCOPES:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from hmkd.benchmarks.common import median_ratio, summarize, time_interleaved, write_result
+from hmkd.benchmarks.common import add_run_args, median_ratio, parse_size, summarize, time_interleaved, write_result
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -114,21 +114,18 @@ def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="segformer_b4")
     parser.add_argument("--student", default="deeplabv3_r18")
-    parser.add_argument("--size", default="128x256")
+    parser.add_argument("--size", type=parse_size, default="128x256")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true")
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--name", default="distill_step")
+    add_run_args(parser, reps=5, name="distill_step")
     args = parser.parse_args(argv)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = args.size
     result = measure(args.teacher, args.student, size, args.batch, args.device, args.amp, args.reps,
                      {"gla": {"weight": 1.0}, "hfa": {"weight": 1.0}})
     path = write_result(args.out, args.name, result)
-    print("%s -> %s at %s x%d on %s%s: student step %.3fs, teacher fwd %.3fs (features only %.3fs), distill step "
+    print("%s -> %s at %dx%d x%d on %s%s: student step %.3fs, teacher fwd %.3fs (features only %.3fs), distill step "
           "%.3fs, ratio %.3f (target <= 1.10); against the same teacher work %.3f, in arithmetic %.3f -> %s"
-          % (args.teacher, args.student, args.size, args.batch, args.device, " amp" if args.amp else "",
+          % (args.teacher, args.student, size[0], size[1], args.batch, args.device, " amp" if args.amp else "",
              result["student_step"]["median_s"], result["teacher_forward"]["median_s"],
              result["teacher_forward_features_only"]["median_s"], result["distill_step"]["median_s"],
              result["ratio"], result["ratio_same_teacher_work"], result["mac_ratio"], path))

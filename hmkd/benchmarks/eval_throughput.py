@@ -15,18 +15,11 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from hmkd.benchmarks.common import load_average, median_ratio, summarize, time_interleaved, write_result
+from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, parse_size, summarize,
+                                   time_interleaved, write_result)
 from hmkd.evaluation import predict_logits, window_starts
 from hmkd.models import build_model
 
-
-def _size(text: str) -> Tuple[int, int]:
-    values = [int(v) for v in text.split("x")]
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ValueError("sizes are HxW or N with positive integers, got %r" % text)
-    return values[0], values[1]
 
 
 def measure(name: str, size: Tuple[int, int], crop: Tuple[int, int], stride: Tuple[int, int],
@@ -72,17 +65,13 @@ def measure(name: str, size: Tuple[int, int], crop: Tuple[int, int], stride: Tup
 def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="deeplabv3_r18,segformer_b0")
-    parser.add_argument("--size", default="256x512")
-    parser.add_argument("--crop", default="256x256")
-    parser.add_argument("--stride", default="192x192")
+    parser.add_argument("--size", type=parse_size, default="256x512")
+    parser.add_argument("--crop", type=parse_size, default="256x256")
+    parser.add_argument("--stride", type=parse_size, default="192x192")
     parser.add_argument("--batch-windows", default="1,4")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--name", default=None, help="result file name (default eval_throughput_<device>)")
+    add_run_args(parser, reps=5, warmup=1, name="eval_throughput_<device>")
     args = parser.parse_args(argv)
-    size, crop, stride = _size(args.size), _size(args.crop), _size(args.stride)
+    size, crop, stride = args.size, args.crop, args.stride
     batch_windows = [int(v) for v in args.batch_windows.split(",")]
     load_before = load_average()
     models = [measure(m, size, crop, stride, batch_windows, args.device, args.warmup, args.reps)
@@ -90,7 +79,7 @@ def main(argv=None) -> Dict[str, Any]:
     result = {"size": list(size), "crop": list(crop), "stride": list(stride), "device": args.device,
               "batch_windows": batch_windows, "models": models, "load_average_before": load_before,
               "floor": "the network's bare forward over the same pixels (image, or all windows in one batch)"}
-    path = write_result(args.out, args.name or "eval_throughput_" + args.device.split(":")[0], result)
+    path = write_result(args.out, args.name.replace("<device>", args.device.split(":")[0]), result)
     for entry in models:
         for mode, row in entry["modes"].items():
             memory = " peak %.0f MiB" % row["peak_memory_mib"] if "peak_memory_mib" in row else ""

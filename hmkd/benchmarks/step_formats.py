@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from hmkd.benchmarks.common import load_average, median_ratio, summarize, time_interleaved, write_result
+from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, parse_size, summarize,
+                                   time_interleaved, write_result)
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -79,22 +80,18 @@ def measure(name: str, size: Tuple[int, int], batch: int, device: str, warmup: i
 def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="deeplabv3_r18,segformer_b0", help="one per family")
-    parser.add_argument("--size", default="128x256")
+    parser.add_argument("--size", type=parse_size, default="128x256")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--name", default=None, help="result file name (default step_formats_<device>)")
+    add_run_args(parser, reps=5, warmup=2, name="step_formats_<device>")
     args = parser.parse_args(argv)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = args.size
     load_before = load_average()
     models = [measure(m, size, args.batch, args.device, args.warmup, args.reps) for m in args.models.split(",")]
     result = {"size": list(size), "batch": args.batch, "device": args.device, "models": models,
               "load_average_before": load_before,
               "amp_note": None if args.device.startswith("cuda") else
               "cuda only: torch 1.11 bfloat16 CPU autocast lacks LayerNorm and dilated convolution kernels"}
-    path = write_result(args.out, args.name or "step_formats_" + args.device.split(":")[0], result)
+    path = write_result(args.out, args.name.replace("<device>", args.device.split(":")[0]), result)
     for entry in models:
         for variant, row in entry["variants"].items():
             if variant == "fp32":
@@ -103,8 +100,8 @@ def main(argv=None) -> Dict[str, Any]:
                 print("step %s %s on %s: %s" % (entry["model"], variant, args.device, row))
                 continue
             memory = ", peak %.0f MiB" % row["peak_memory_mib"] if "peak_memory_mib" in row else ""
-            print("step %s %s at %s x%d on %s: %.3fs vs fp32 %.3fs, ratio %.2f (spread %.2f; < 1 is faster)%s"
-                  % (entry["model"], variant, args.size, args.batch, args.device, row["median_s"],
+            print("step %s %s at %dx%d x%d on %s: %.3fs vs fp32 %.3fs, ratio %.2f (spread %.2f; < 1 is faster)%s"
+                  % (entry["model"], variant, size[0], size[1], args.batch, args.device, row["median_s"],
                      entry["variants"]["fp32"]["median_s"], row["ratio_to_fp32"], row["ratio_spread"], memory))
     print("-> %s" % path)
     return result

@@ -2,7 +2,7 @@
 
 Usage: spec = load_spec("jobs/smoke.yaml", sets=["root=/shared/runs"]); spec.ordered_stages()
 
-A stage runs one of train / distill / eval with a config and overrides, on given resources, after the stages it
+A stage runs one of train / distill / compare with a config and overrides, on given resources, after the stages it
 depends on. ``inputs`` feed an upstream stage's outputs into the config (``teacher.checkpoint: teacher`` becomes
 ``teacher.checkpoint=<root>/<experiment>/teacher/model.pth``). ``seeds`` turn a stage into a job array with one run
 directory per seed. Everything is checked before anything is submitted; errors name the stage and the key.
@@ -21,6 +21,9 @@ SIGNAL_DELAY_S = 90  # submitit's default --signal=USR2@90
 MIN_TIME_MINUTES = 3  # SIGNAL_DELAY_S + Slurm's up-to-60 s early delivery, rounded up
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TRAINING_KINDS = ("train", "distill")
+STAGE_KINDS = TRAINING_KINDS + ("compare",)  # compare: evaluate the listed stages' models, then write the report
+OLD_KIND_NAMES = {"eval": "compare"}  # specs written before the rename keep working
 
 
 @dataclass
@@ -102,13 +105,21 @@ class Stage:
     def __post_init__(self):
         if not _NAME.match(self.name):
             raise ValueError("stage name %r must be letters, digits, '_', '-' or '.'" % self.name)
-        check_choice("stages[%s].kind" % self.name, self.kind, ("train", "distill", "eval"))
-        if self.kind in ("train", "distill") and not self.config:
+        self.kind = OLD_KIND_NAMES.get(self.kind, self.kind)
+        check_choice("stages[%s].kind" % self.name, self.kind, STAGE_KINDS)
+        if self.kind in TRAINING_KINDS and not self.config:
             raise ValueError("stages[%s].config is required for kind=%s" % (self.name, self.kind))
-        if self.kind == "eval" and not self.compare:
+        if self.kind == "compare" and not self.compare:
             raise ValueError("stages[%s].compare must list the stages to evaluate" % self.name)
+        _ = self.override_values  # a malformed override fails at load time, naming itself
+
+    @property
+    def override_values(self) -> Dict[str, Any]:
+        """The overrides as one nested dict: jobs receive data, never ``key=value`` strings to parse again."""
+        merged: Dict[str, Any] = {}
         for override in self.overrides:
-            parse_override(override)
+            merged = deep_merge(merged, parse_override(override))
+        return merged
 
 
 @dataclass

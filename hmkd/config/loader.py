@@ -72,7 +72,12 @@ def parse_override(text: str) -> Dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise ValueError("override %r: the value is not valid YAML" % text)
-    for key in reversed(keys):
+    return nested(dotted.strip(), value)
+
+
+def nested(dotted: str, value: Any) -> Dict[str, Any]:
+    """``("a.b.c", v)`` -> {"a": {"b": {"c": v}}}: a dotted key as the mapping it addresses."""
+    for key in reversed(dotted.split(".")):
         value = {key: value}
     return value
 

@@ -7,7 +7,7 @@ Usage:
 
     <root>/<experiment>/<stage>/            a stage directory: launcher.json, submitit/ (its jobs' logs)
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
-            config.yaml   checkpoints/   metrics.jsonl   eval.json   model.pth   plots/   DONE
+            config.yaml   checkpoints/   metrics.jsonl   train.log   eval.json   model.pth   plots/   DONE
         report.md  report.json  miou.png  per_class_iou.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
@@ -43,6 +43,10 @@ class RunDir(NamedTuple):
         return self.file("metrics.jsonl")
 
     @property
+    def train_log(self) -> str:
+        return self.file("train.log")
+
+    @property
     def eval_json(self) -> str:
         return self.file("eval.json")
 
@@ -58,6 +62,22 @@ class RunDir(NamedTuple):
     @property
     def predictions(self) -> str:
         return os.path.join(self.plots, "predictions")
+
+    @property
+    def loss_curves(self) -> str:
+        return os.path.join(self.plots, "losses.png")
+
+    @property
+    def val_curve(self) -> str:
+        return os.path.join(self.plots, "val_miou.png")
+
+    @property
+    def miou_chart(self) -> str:
+        return self.file("miou.png")
+
+    @property
+    def per_class_chart(self) -> str:
+        return self.file("per_class_iou.png")
 
     @property
     def done(self) -> str:

@@ -1,6 +1,6 @@
 """Timing with warm-up and repetitions (median and spread), machine description, JSON results.
 
-Usage: add_run_args(parser, reps=5, warmup=2); parser.add_argument("--size", type=parse_size)
+Usage: add_run_args(parser, reps=5, warmup=2); parser.add_argument("--size", type=hmkd.cli.common.parse_size)
        stats = time_it(step_fn, warmup=2, reps=7); write_result("results", "distill_step", payload)
        times = time_interleaved({"floor": floor_fn, "step": step_fn}); median_ratio(times["step"], times["floor"])
 """
@@ -10,24 +10,11 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from hmkd.atomic import atomic_write_text
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """A size given as HxW, or N for a square, on the command line."""
-    try:
-        values = [int(v) for v in str(text).split("x")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise argparse.ArgumentTypeError("sizes are HxW or N with positive integers, got %r" % text)
-    return values[0], values[1]
 
 
 def add_run_args(parser: argparse.ArgumentParser, reps: int, warmup: Optional[int] = None,

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from hmkd.benchmarks.common import add_run_args, parse_size, write_result
+from hmkd.benchmarks.common import add_run_args, write_result
+from hmkd.cli.common import parse_size
 from hmkd.models.output import SegOutput
 
 TARGET = 1 / 8

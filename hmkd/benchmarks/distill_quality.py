@@ -7,12 +7,12 @@ per-stage mean/std of mIoU into results/distill_quality.json.
 """
 import argparse
 import json
-import os
 from typing import Any, Dict
 
 from hmkd.benchmarks.common import write_result
 from hmkd.launcher.spec import load_spec
-from hmkd.launcher.submit import submit
+from hmkd.launcher.submit import submit_local
+from hmkd.rundir import RunDir
 
 
 def main(argv=None) -> Dict[str, Any]:
@@ -24,9 +24,9 @@ def main(argv=None) -> Dict[str, Any]:
                         help="spec override, e.g. stages.ce.seeds=[0,1] (a lighter budget; repeatable)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec, ["root=%s" % args.root] + args.set)
-    submit(spec, local=True)
-    eval_stage = [s for s in spec.stages if s.kind == "eval"][-1]
-    with open(os.path.join(spec.stage_dir(eval_stage.name), "report.json")) as handle:
+    submit_local(spec)
+    compare_stage = [s for s in spec.stages if s.kind == "compare"][-1]
+    with open(RunDir(spec.stage_dir(compare_stage.name)).report_json) as handle:
         report = json.load(handle)
     rows = {e["label"]: {"mIoU_mean": e["mIoU"], "mIoU_std": e["mIoU_std"], "seeds": e["seeds"],
                          "train_seconds_mean": e["train_seconds"]} for e in report["entries"]}

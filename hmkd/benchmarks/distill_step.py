@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from hmkd.benchmarks.common import add_run_args, median_ratio, parse_size, summarize, time_interleaved, write_result
+from hmkd.benchmarks.common import add_run_args, median_ratio, summarize, time_interleaved, write_result
+from hmkd.cli.common import parse_size
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model

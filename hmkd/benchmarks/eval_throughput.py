@@ -15,8 +15,9 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, parse_size, summarize,
+from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, summarize,
                                    time_interleaved, write_result)
+from hmkd.cli.common import parse_size
 from hmkd.evaluation import predict_logits, window_starts
 from hmkd.models import build_model
 

@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, parse_size, summarize,
+from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, summarize,
                                    time_interleaved, write_result)
+from hmkd.cli.common import parse_size
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model

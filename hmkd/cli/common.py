@@ -1,5 +1,6 @@
-"""Pieces shared by the training-type subcommands: config + overrides, run directory, the DONE marker."""
-import os
+"""Pieces shared by the subcommands (and the benchmarks' command lines): config + overrides, run directory, sizes."""
+import argparse
+from typing import Tuple
 
 from hmkd.config import ExperimentConfig, load_config
 
@@ -14,5 +15,14 @@ def load_with_overrides(args) -> ExperimentConfig:
     return load_config(args.config, args.overrides)
 
 
-def done_marker(run_dir: str) -> str:
-    return os.path.join(run_dir, "DONE")
+def parse_size(text: str) -> Tuple[int, int]:
+    """An argparse type: a size given as HxW, or N for a square."""
+    try:
+        values = [int(v) for v in str(text).lower().split("x")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError("sizes are HxW or N with positive integers (e.g. 512x1024), got %r" % text)
+    return values[0], values[1]

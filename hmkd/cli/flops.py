@@ -1,20 +1,15 @@
 """hmkd flops MODEL --num-classes K --size HxW [--json]: parameters and FLOPs (multiply-accumulates)."""
 import json
 
+from hmkd.cli.common import parse_size
+
 HELP = "count a model's parameters and FLOPs at an input size"
-
-
-def parse_size(text: str):
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError("--size must look like HEIGHTxWIDTH (e.g. 512x1024), got %r" % text)
-    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="a registered model name (see `hmkd models`)")
     parser.add_argument("--num-classes", type=int, required=True)
-    parser.add_argument("--size", required=True, help="input HEIGHTxWIDTH, e.g. 512x1024")
+    parser.add_argument("--size", required=True, type=parse_size, help="input HEIGHTxWIDTH, e.g. 512x1024")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -22,7 +17,7 @@ def run(args) -> int:
     from hmkd.models import build_model
     from hmkd.models.complexity import model_complexity
 
-    size = parse_size(args.size)
+    size = args.size
     info = model_complexity(build_model(args.model, args.num_classes), size)
     info.update(model=args.model, num_classes=args.num_classes, size=list(size), flops_unit="multiply-accumulates")
     if args.json:

@@ -1,20 +1,26 @@
-"""hmkd report RUN_DIR [RUN_DIR ...] [--json]: compare finished runs from their eval.json files."""
-import json
+"""hmkd report RUN_DIR [RUN_DIR ...] [--json]: the results table of finished stages or runs, from their eval.json.
 
-HELP = "print a results table for run directories"
+A RUN_DIR is a run directory, or a stage directory whose seed_* runs are aggregated (mean ± std) under its name;
+the table is the one the pipeline's compare stage writes.
+"""
+import json
+import os
+
+HELP = "print a results table for run or stage directories"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--json", action="store_true", help="print the table's entries as JSON")
 
 
 def run(args) -> int:
-    from hmkd.reporting import collect_runs, markdown_table
+    from hmkd.evaluation.record import EvalRecord
+    from hmkd.reporting.results import aggregate, markdown
+    from hmkd.rundir import found_runs
 
-    rows = collect_runs(args.run_dirs)
-    if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "confusion_matrix"} for r in rows], indent=2))
-    else:
-        print(markdown_table(rows))
+    rows = [(os.path.basename(os.path.normpath(d)), EvalRecord.read(run.eval_json))
+            for d in args.run_dirs for run in found_runs(d)]
+    entries = aggregate(rows)
+    print(json.dumps(entries, indent=2) if args.json else markdown(entries))
     return 0

@@ -4,6 +4,7 @@ On Slurm each stage is one submitit job (one task per GPU) chained with afterok 
 stages one after another on this machine; --dry-run prints the sbatch scripts. Submitting again skips DONE stages
 and leaves queued ones alone.
 """
+import os
 import sys
 
 HELP = "submit a pipeline spec to Slurm (or run it locally)"
@@ -20,7 +21,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hmkd.launcher.spec import check_data_roots, load_spec
-    from hmkd.launcher.submit import StageFailedError, dry_run, submit
+    from hmkd.launcher.submit import StageFailedError, dry_run, submit_local, submit_slurm
+    from hmkd.rundir import RunDir
 
     spec = load_spec(args.spec, args.set)
     check_data_roots(spec)
@@ -29,15 +31,14 @@ def run(args) -> int:
         print(dry_run(spec, only))
         return 0
     try:
-        submit(spec, local=args.local, only=only)
+        (submit_local if args.local else submit_slurm)(spec, only=only)
     except StageFailedError as exc:
         print("hmkd submit: %s" % exc, file=sys.stderr)
         return 1
     if args.local:
-        import os
-
         for stage in spec.stages:
-            report = os.path.join(spec.stage_dir(stage.name), "report.md")
-            if stage.kind == "eval" and os.path.isfile(report):
-                print("\n%s\n%s" % (report, open(report).read()))
+            report = RunDir(spec.stage_dir(stage.name)).report_md
+            if stage.kind == "compare" and os.path.isfile(report):
+                with open(report) as handle:
+                    print("\n%s\n%s" % (report, handle.read()))
     return 0

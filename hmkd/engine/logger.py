@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from hmkd.rundir import RunDir
+
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
     if not os.path.isfile(path):
@@ -30,8 +32,8 @@ class MetricsLogger:
     def __init__(self, run_dir: str, total_steps: int, enabled: bool = True, stream=None):
         self.enabled = enabled
         self.total_steps = total_steps
-        self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
-        self.log_path = os.path.join(run_dir, "train.log")
+        self.metrics_path = RunDir(run_dir).metrics
+        self.log_path = RunDir(run_dir).train_log
         self.stream = stream or sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = time.time()

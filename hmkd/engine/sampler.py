@@ -16,18 +16,16 @@ import torch
 
 
 class ResumableSampler:
-    def __init__(self, dataset_len: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True):
+    def __init__(self, dataset_len: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0):
         global_batch = batch_size * world_size
         if dataset_len < global_batch:
             raise ValueError("the training set has %d samples, fewer than one global batch (%d per process x %d "
-                             "processes); lower data.batch_size" % (dataset_len, batch_size, world_size))
+                             "processes); lower train.batch_size" % (dataset_len, batch_size, world_size))
         self.dataset_len = dataset_len
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
-        self.shuffle = shuffle
         self.epoch = 0
         self.start_batch = 0
 
@@ -41,8 +39,6 @@ class ResumableSampler:
         self.start_batch = consumed_batches
 
     def epoch_order(self, epoch: int) -> List[int]:
-        if not self.shuffle:
-            return list(range(self.dataset_len))
         generator = torch.Generator()
         generator.manual_seed(self.seed * 100003 + epoch)
         return torch.randperm(self.dataset_len, generator=generator).tolist()

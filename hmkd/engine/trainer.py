@@ -32,12 +32,14 @@ from hmkd.engine.distributed import DistEnv, init_distributed
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
 from hmkd.engine.preemption import PreemptionWatch
-from hmkd.engine.plots import plot_run
 from hmkd.engine.sampler import ResumableSampler
-from hmkd.evaluation import evaluate_model, format_table, write_eval_json
+from hmkd.evaluation import evaluate, format_table
+from hmkd.evaluation.checkpoint import record_for
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model, load_pretrained
+from hmkd.reporting.plots import plot_run
+from hmkd.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None):
         self.cfg = cfg
         self.run_dir = run_dir
+        self.run = RunDir(run_dir)
         self.env = env or init_distributed(cfg.train.device)
         t = cfg.train
         seed_everything(t.seed, self.env.rank, t.deterministic)
@@ -147,7 +150,7 @@ class Trainer:
         self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=t.num_workers,
                                  pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0,
                                  generator=loader_rng)
-        self.checkpoints = CheckpointManager(os.path.join(run_dir, "checkpoints"), keep=t.keep_checkpoints)
+        self.checkpoints = CheckpointManager(self.run.checkpoints, keep=t.keep_checkpoints)
         self.logger = MetricsLogger(run_dir, cfg.schedule.max_iters, enabled=self.env.is_main)
         self.step = 0
         self.epoch = 0
@@ -263,16 +266,11 @@ class Trainer:
                                                                            latest or "none yet"))
         return values
 
-    def evaluate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
-        return evaluate_model(self.module.student, self.val_set, self.num_classes, self.cfg.loss.ignore_index,
-                              self.device, self.cfg.eval, self.env.rank, self.env.world_size, out_dir=out_dir)
-
     def run(self) -> Dict[str, Any]:
         t, total_steps = self.cfg.train, self.cfg.schedule.max_iters
         if self.env.is_main:
             os.makedirs(self.run_dir, exist_ok=True)
-            atomic_write_text(os.path.join(self.run_dir, "config.yaml"),
-                              yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_text(self.run.config, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.resume()
         global_batch = t.batch_size * self.env.world_size * t.grad_accum
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
@@ -318,7 +316,8 @@ class Trainer:
 
     def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()
-        metrics = self.evaluate(out_dir)
+        metrics = evaluate(self.module.student, self.val_set, self.cfg.eval, self.device, self.env.rank,
+                           self.env.world_size, out_dir=out_dir)
         self.module.train()
         self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
         self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],
@@ -328,21 +327,19 @@ class Trainer:
     def finish(self) -> Dict[str, Any]:
         """Final evaluation, checkpoint, model.pth (the student alone, no alignment modules), eval.json, plots; the
         caller writes DONE after this."""
-        metrics = self.validate(out_dir=os.path.join(self.run_dir, "plots", "predictions"))
+        metrics = self.validate(out_dir=self.run.predictions)
         self.save(metrics["mIoU"])
         if self.env.is_main:
-            write_eval_json(os.path.join(self.run_dir, "eval.json"), metrics, self.val_set.class_names,
-                            extra={"model": self.cfg.model.name, "step": self.step, "split": self.cfg.eval.split,
-                                   "train_seconds": round(self.elapsed(), 1),
-                                   "teacher": self.cfg.teacher.name if self.cfg.teacher else None,
-                                   "loss_terms": sorted(self.cfg.loss.terms)})
-            self.logger.message("final evaluation (%s split, %d images):\n%s" % (
-                self.cfg.eval.split, len(self.val_set), format_table(metrics, self.val_set.class_names)))
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
                         "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
-            atomic_write_bytes(os.path.join(self.run_dir, "model.pth"), buffer.getvalue())
-            plot_run(self.run_dir)
+            atomic_write_bytes(self.run.model, buffer.getvalue())
+            record = record_for(self.cfg, self.module.student, self.val_set, metrics, self.run.model, self.step,
+                                self.elapsed())
+            record.write(self.run.eval_json)
+            self.logger.message("final evaluation (%s split, %d images):\n%s" % (
+                self.cfg.eval.split, len(self.val_set), format_table(record)))
+            plot_run(self.run)
         return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
                 "train_seconds": round(self.elapsed(), 1)}
 

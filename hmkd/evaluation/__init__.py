@@ -1,20 +1,22 @@
 """Evaluation: full-resolution inference (whole, sliding window, flip, multi-scale), a dataset-level IoU meter,
-sharded evaluation that counts every image once, and eval.json / table reporting.
+sharded evaluation that counts every image once, and the eval.json record.
 
 Usage:
-    from hmkd.evaluation import evaluate, format_table, write_eval_json
-    metrics = evaluate(model, val_set, num_classes=19, ignore_index=255, device=device, mode="whole")
-    print(format_table(metrics, val_set.class_names)); write_eval_json("eval.json", metrics, val_set.class_names)
+    from hmkd.evaluation import EvalRecord, evaluate, format_table
+    metrics = evaluate(model, val_set, cfg.eval, device)
+    print(format_table(metrics, val_set.class_names))
+    record = evaluate_checkpoint(cfg, "runs/smoke/hmkd/model.pth", env)    # hmkd.evaluation.checkpoint
 """
-from hmkd.evaluation.evaluator import display_image, evaluate, evaluate_model, save_prediction
+from hmkd.evaluation.evaluator import evaluate, inference_options
 from hmkd.evaluation.inference import (check_options, forward_logits, predict_logits, scaled_size, slide_logits,
                                        window_starts)
 from hmkd.evaluation.metrics import SegMetric, pair_counts
-from hmkd.evaluation.report import eval_record, format_table, write_eval_json
+from hmkd.evaluation.pictures import display_image, save_prediction
+from hmkd.evaluation.record import EvalRecord, format_table
 from hmkd.evaluation.sampler import ShardSampler
 
 __all__ = [
-    "SegMetric", "ShardSampler", "check_options", "display_image", "eval_record", "evaluate", "evaluate_model",
-    "format_table", "forward_logits", "pair_counts", "predict_logits", "save_prediction", "scaled_size",
-    "slide_logits", "window_starts", "write_eval_json",
+    "EvalRecord", "SegMetric", "ShardSampler", "check_options", "display_image", "evaluate", "format_table",
+    "forward_logits", "inference_options", "pair_counts", "predict_logits", "save_prediction", "scaled_size",
+    "slide_logits", "window_starts",
 ]

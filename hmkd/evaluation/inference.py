@@ -12,14 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hmkd.resize import resize_to
+
 MODES = ("whole", "slide")
 SizeArg = Union[int, Sequence[int], None]
-
-
-def _resize(tensor_bchw: Tensor, size: Tuple[int, int]) -> Tensor:
-    if tuple(tensor_bchw.shape[-2:]) == tuple(size):
-        return tensor_bchw
-    return F.interpolate(tensor_bchw, size=size, mode="bilinear", align_corners=False)
 
 
 def forward_logits(model: nn.Module, images_bchw: Tensor, size: Optional[Tuple[int, int]] = None) -> Tensor:
@@ -30,7 +26,7 @@ def forward_logits(model: nn.Module, images_bchw: Tensor, size: Optional[Tuple[i
     """
     out = model(images_bchw)
     logits = out if isinstance(out, Tensor) else out.logits
-    return _resize(logits.float(), size or tuple(images_bchw.shape[-2:]))
+    return resize_to(logits.float(), size or tuple(images_bchw.shape[-2:]))
 
 
 def window_starts(size: int, crop: int, stride: int) -> List[int]:
@@ -121,14 +117,14 @@ def predict_logits(model: nn.Module, images_bchw: Tensor, mode: str = "whole", c
         total: Optional[Tensor] = None
         passes = 0
         for scale in scales:
-            scaled = _resize(images_bchw, scaled_size(height, width, scale))
+            scaled = resize_to(images_bchw, scaled_size(height, width, scale))
             for flipped in ((False, True) if flip else (False,)):
                 inputs = scaled.flip(-1) if flipped else scaled
                 if mode == "whole":
                     logits = forward_logits(model, inputs, (height, width))
                 else:
                     assert crop is not None and step is not None
-                    logits = _resize(slide_logits(model, inputs, crop, step, batch_windows), (height, width))
+                    logits = resize_to(slide_logits(model, inputs, crop, step, batch_windows), (height, width))
                 if flipped:
                     logits = logits.flip(-1)
                 total = logits if total is None else total + logits

@@ -1,11 +1,13 @@
 """What one Slurm (or local) job runs: a picklable stage that resumes itself after preemption.
 
-Usage: submitit executor.submit(StageJob(kind="train", config=raw_dict, run_dir=...))
+Usage:
+    executor.submit(TrainJob(run_dir, config=cfg.to_dict(), env={"NCCL_DEBUG": "WARN"}))
+    executor.submit(CompareJob(run_dir, compare=[("teacher", teacher_dir), ...], overrides={"eval": {...}}))
 
-The job carries plain data only (the resolved config dict, paths) and imports the training code inside the call,
-so the pickle stays small and valid across code changes. It is a submitit Checkpointable: on the preemption or
-timeout signal submitit requeues it, and the engine resumes from the run directory's latest checkpoint (the
-trainer saves one at the signal, at a step boundary, before submitit's handler requeues the job).
+A job carries plain data only (the resolved config dict, paths, overrides as nested dicts) and imports the training
+code inside the call, so the pickle stays small and valid across code changes. It is a submitit Checkpointable: on
+the preemption or timeout signal submitit requeues it, and the engine resumes from the run directory's latest
+checkpoint (the trainer saves one at the signal, at a step boundary, before submitit's handler requeues the job).
 """
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -13,24 +15,43 @@ from typing import Any, Dict, List, Optional, Tuple
 from submitit.helpers import Checkpointable
 
 
-class StageJob(Checkpointable):
-    def __init__(self, kind: str, run_dir: str, config: Optional[Dict[str, Any]] = None,
-                 compare: Optional[List[Tuple[str, str]]] = None, eval_overrides: Optional[List[str]] = None,
-                 env: Optional[Dict[str, str]] = None):
-        self.kind = kind
+class _StageJob(Checkpointable):
+    def __init__(self, run_dir: str, env: Optional[Dict[str, str]] = None):
         self.run_dir = run_dir
-        self.config = config
-        self.compare = compare or []
-        self.eval_overrides = eval_overrides or []
         self.env = env or {}
 
     def __call__(self) -> Dict[str, Any]:
         os.environ.update(self.env)  # NCCL settings and the like, from the spec
-        if self.kind == "eval":
-            from hmkd.engine.stage import run_compare_stage
+        return self.run()
 
-            return run_compare_stage(self.run_dir, self.compare, self.eval_overrides)
+    def run(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class TrainJob(_StageJob):
+    """A train or distill stage's run (one seed): the trainer on ``config``, resuming from ``run_dir``."""
+
+    def __init__(self, run_dir: str, config: Dict[str, Any], env: Optional[Dict[str, str]] = None):
+        super().__init__(run_dir, env)
+        self.config = config
+
+    def run(self) -> Dict[str, Any]:
         from hmkd.config import config_from_dict
         from hmkd.engine.stage import run_stage
 
         return run_stage(config_from_dict(self.config), self.run_dir)
+
+
+class CompareJob(_StageJob):
+    """A compare stage: evaluate the listed stages' models (their configs updated by ``overrides``), then report."""
+
+    def __init__(self, run_dir: str, compare: List[Tuple[str, str]], overrides: Optional[Dict[str, Any]] = None,
+                 env: Optional[Dict[str, str]] = None):
+        super().__init__(run_dir, env)
+        self.compare = compare
+        self.overrides = overrides or {}
+
+    def run(self) -> Dict[str, Any]:
+        from hmkd.engine.stage import run_compare_stage
+
+        return run_compare_stage(self.run_dir, self.compare, self.overrides)

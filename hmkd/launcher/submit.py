@@ -1,8 +1,8 @@
 """Submit a pipeline's stages with submitit: chained Slurm jobs, or one after another on this machine.
 
 Usage:
-    actions = submit(spec)                       # Slurm: afterok dependencies + kill-on-invalid-dep
-    actions = submit(spec, local=True)           # this machine, stage by stage (submitit's local executor)
+    actions = submit_slurm(spec)                 # Slurm: afterok dependencies + kill-on-invalid-dep
+    actions = submit_local(spec)                 # this machine, stage by stage (submitit's local executor)
     print(dry_run(spec))                         # the sbatch scripts that would be submitted
     rows = status(spec); cancel(spec)
 
@@ -15,63 +15,63 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import submitit
 
-from hmkd.config import config_from_dict, load_yaml_config
 from hmkd.atomic import atomic_write_text
+from hmkd.config import config_from_dict, deep_merge, load_yaml_config
+from hmkd.config.loader import nested
 from hmkd.engine.logger import read_jsonl
-from hmkd.engine.stage import is_done
-from hmkd.launcher.job import StageJob
+from hmkd.launcher.job import CompareJob, TrainJob
 from hmkd.launcher.spec import SIGNAL_DELAY_S, PipelineSpec, Stage
+from hmkd.rundir import RunDir, stage_runs
 
-STATE_FILE = "launcher.json"
+Job = Union[TrainJob, CompareJob]
 
 
 class StageFailedError(RuntimeError):
     """A stage run with --local failed; the message names the stage and its log files."""
 
+
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                  "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
 
-def run_dirs(spec: PipelineSpec, stage: Stage) -> List[str]:
-    base = spec.stage_dir(stage.name)
-    return [os.path.join(base, "seed_%d" % s) for s in stage.seeds] if stage.seeds else [base]
+def run_dirs(spec: PipelineSpec, stage: Stage) -> List[RunDir]:
+    return stage_runs(spec.stage_dir(stage.name), stage.seeds)
 
 
 def stage_done(spec: PipelineSpec, stage: Stage) -> bool:
-    return all(is_done(d) for d in run_dirs(spec, stage))
+    return all(run.is_done() for run in run_dirs(spec, stage))
 
 
-def resolve_inputs(spec: PipelineSpec, stage: Stage) -> List[str]:
-    """``inputs`` as overrides: ``{teacher.checkpoint: teacher}`` -> ``teacher.checkpoint=<teacher dir>/model.pth``."""
-    out = []
+def input_values(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
+    """``inputs`` as config values: ``{teacher.checkpoint: teacher}`` -> {"teacher": {"checkpoint": <its model>}}."""
+    values: Dict[str, Any] = {}
     for key, source in stage.inputs.items():
         name, _, filename = source.partition("/")
         upstream = spec.stage(name)
         if upstream.seeds and not filename:
             raise ValueError("stages[%s].inputs.%s: stage %s has seeds; name one run, e.g. %s/seed_%d/model.pth"
                              % (stage.name, key, name, name, upstream.seeds[0]))
-        out.append("%s=%s" % (key, os.path.join(spec.stage_dir(name), filename or "model.pth")))
-    return out
+        path = os.path.join(spec.stage_dir(name), filename) if filename else RunDir(spec.stage_dir(name)).model
+        values = deep_merge(values, nested(key, path))
+    return values
 
 
-def payloads(spec: PipelineSpec, stage: Stage) -> List[StageJob]:
+def jobs(spec: PipelineSpec, stage: Stage) -> List[Job]:
     """The picklable jobs of a stage (one per seed); configs are resolved and checked here, before submission."""
     env = dict(spec.environment.env, **spec.nccl)
-    if stage.kind == "eval":
+    if stage.kind == "compare":
         compare = [(name, spec.stage_dir(name)) for name in stage.compare]
-        return [StageJob("eval", spec.stage_dir(stage.name), compare=compare, eval_overrides=stage.overrides,
-                         env=env)]
-    overrides = list(stage.overrides) + resolve_inputs(spec, stage)
-    jobs = []
-    for seed, run_dir in zip(stage.seeds or [None], run_dirs(spec, stage)):
-        extra = [] if seed is None else ["train.seed=%d" % seed]
+        return [CompareJob(spec.stage_dir(stage.name), compare, stage.override_values, env)]
+    values = deep_merge(stage.override_values, input_values(spec, stage))
+    out: List[Job] = []
+    for seed, run in zip(stage.seeds or [None], run_dirs(spec, stage)):
+        seeded = values if seed is None else deep_merge(values, nested("train.seed", seed))
         try:
-            raw = load_yaml_config(stage.config, overrides + extra)
-            cfg = config_from_dict(raw)
+            cfg = config_from_dict(deep_merge(load_yaml_config(stage.config), seeded))
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError("%s: stages[%s]: %s" % (spec.path, stage.name, exc))
         if stage.kind == "distill" and cfg.teacher is None:
@@ -80,8 +80,8 @@ def payloads(spec: PipelineSpec, stage: Stage) -> List[StageJob]:
         if stage.resources.gpus_per_node == 0 and cfg.train.device == "cuda":
             raise ValueError("%s: stages[%s] asks for train.device=cuda with resources.gpus_per_node=0"
                              % (spec.path, stage.name))
-        jobs.append(StageJob(stage.kind, run_dir, config=cfg.to_dict(), env=env))
-    return jobs
+        out.append(TrainJob(run.path, cfg.to_dict(), env))
+    return out
 
 
 def python_command(spec: PipelineSpec) -> str:
@@ -94,16 +94,18 @@ def python_command(spec: PipelineSpec) -> str:
     return shlex.quote(os.path.abspath(env.python) if env.python else sys.executable)
 
 
-def make_executor(spec: PipelineSpec, stage: Stage, local: bool, dependency: Optional[str] = None):
-    """submitit's Slurm or local executor for a stage, with Slurm's own parameter names (no AutoExecutor layer)."""
+def local_executor(spec: PipelineSpec, stage: Stage) -> submitit.LocalExecutor:
     r = stage.resources
-    folder = os.path.join(spec.stage_dir(stage.name), "submitit", "%j")
-    if local:
-        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=r.max_requeues)
-        executor.update_parameters(timeout_min=r.time_minutes, tasks_per_node=1, nodes=1,
-                                   gpus_per_node=r.gpus_per_node)
-        return executor
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=r.max_requeues, python=python_command(spec))
+    executor = submitit.LocalExecutor(folder=_job_folder(spec, stage), max_num_timeout=r.max_requeues)
+    executor.update_parameters(timeout_min=r.time_minutes, tasks_per_node=1, nodes=1, gpus_per_node=r.gpus_per_node)
+    return executor
+
+
+def slurm_executor(spec: PipelineSpec, stage: Stage, dependency: Optional[str] = None) -> submitit.SlurmExecutor:
+    """submitit's Slurm executor for a stage, with Slurm's own parameter names (no AutoExecutor layer)."""
+    r = stage.resources
+    executor = submitit.SlurmExecutor(folder=_job_folder(spec, stage), max_num_timeout=r.max_requeues,
+                                      python=python_command(spec))
     params: Dict[str, Any] = dict(job_name="%s.%s" % (spec.experiment, stage.name), nodes=r.nodes,
                                   ntasks_per_node=r.tasks, cpus_per_task=r.cpus_per_task, time=r.time_minutes,
                                   signal_delay_s=SIGNAL_DELAY_S)
@@ -130,9 +132,13 @@ def make_executor(spec: PipelineSpec, stage: Stage, local: bool, dependency: Opt
     return executor
 
 
+def _job_folder(spec: PipelineSpec, stage: Stage) -> str:
+    return os.path.join(RunDir(spec.stage_dir(stage.name)).submitit, "%j")
+
+
 # ----------------------------------------------------------------------------------------------- state on disk
 def read_state(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
-    path = os.path.join(spec.stage_dir(stage.name), STATE_FILE)
+    path = RunDir(spec.stage_dir(stage.name)).launcher_state
     if not os.path.isfile(path):
         return {}
     with open(path) as handle:
@@ -140,9 +146,7 @@ def read_state(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
 
 
 def write_state(spec: PipelineSpec, stage: Stage, job_ids: Sequence[str], cluster: str) -> None:
-    folder = spec.stage_dir(stage.name)
-    os.makedirs(folder, exist_ok=True)
-    atomic_write_text(os.path.join(folder, STATE_FILE), json.dumps(
+    atomic_write_text(RunDir(spec.stage_dir(stage.name)).launcher_state, json.dumps(
         {"job_ids": list(job_ids), "cluster": cluster, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
 
 
@@ -185,51 +189,61 @@ def select_stages(spec: PipelineSpec, only: Optional[Sequence[str]]) -> List[Sta
     return [s for s in ordered if s.name in only]
 
 
-def submit(spec: PipelineSpec, local: bool = False, only: Optional[Sequence[str]] = None,
-           log=print) -> List[Dict[str, Any]]:
-    """Submit what is not done; returns one action per selected stage (skipped / running / submitted / ran)."""
+def pending_jobs(spec: PipelineSpec, selected: Sequence[Stage]) -> Dict[str, List[Job]]:
+    """Every selected stage that is not DONE, with its jobs: all configs are checked before anything runs."""
+    return {stage.name: jobs(spec, stage) for stage in selected if not stage_done(spec, stage)}
+
+
+def submit_local(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=print) -> List[Dict[str, Any]]:
+    """Run what is not done on this machine, stage after stage in order (submitit's local executor)."""
     selected = select_stages(spec, only)
-    jobs_of: Dict[str, List[str]] = {}
+    work = pending_jobs(spec, selected)
     actions = []
-    work = {stage.name: payloads(spec, stage) for stage in selected if not stage_done(spec, stage)}  # check all first
     for stage in selected:
         if stage.name not in work:
             actions.append({"stage": stage.name, "action": "skipped (DONE)"})
             log("%-12s skipped: DONE" % stage.name)
             continue
-        running = [] if local else active_job_ids(read_state(spec, stage))
+        for parent in _undone_parents(spec, stage):  # run in order, so a selected parent is DONE by now
+            raise _missing_parent(stage, parent)
+        executor = local_executor(spec, stage)
+        for job_payload in work[stage.name]:
+            job = executor.submit(job_payload)
+            write_state(spec, stage, [str(job.job_id)], "local")
+            log("%-12s running locally (job %s, logs in %s)" % (stage.name, job.job_id, job.paths.folder))
+            try:
+                job.result()
+            except Exception as exc:
+                last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                raise StageFailedError("stage %s failed (%s); see %s and %s" % (
+                    stage.name, last, job.paths.stdout, job.paths.stderr))
+        actions.append({"stage": stage.name, "action": "ran locally"})
+    return actions
+
+
+def submit_slurm(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=print) -> List[Dict[str, Any]]:
+    """Submit what is not done to Slurm, chained with afterok dependencies; queued or running stages are left
+    alone. Returns one action per selected stage (skipped / already queued / submitted)."""
+    selected = select_stages(spec, only)
+    work = pending_jobs(spec, selected)
+    jobs_of: Dict[str, List[str]] = {}
+    actions = []
+    for stage in selected:
+        if stage.name not in work:
+            actions.append({"stage": stage.name, "action": "skipped (DONE)"})
+            log("%-12s skipped: DONE" % stage.name)
+            continue
+        running = active_job_ids(read_state(spec, stage))
         if running:
             jobs_of[stage.name] = running
             actions.append({"stage": stage.name, "action": "already queued", "job_ids": running})
             log("%-12s already queued or running: %s" % (stage.name, ", ".join(running)))
             continue
-        parents = []
-        for parent in spec.upstream(stage):
-            if stage_done(spec, spec.stage(parent)):
-                continue
-            ids = jobs_of.get(parent) or ([] if local else active_job_ids(read_state(spec, spec.stage(parent))))
-            if not ids:
-                raise ValueError("stage %s needs stage %s, which is neither DONE, queued, nor selected; submit it too "
-                                 "(or drop --stages)" % (stage.name, parent))
-            parents.extend(sorted({i.split("_")[0] for i in ids}))
-        dependency = "afterok:" + ":".join(parents) if parents else None
-        executor = make_executor(spec, stage, local, dependency)
+        dependency = _dependency(spec, stage, jobs_of)
+        executor = slurm_executor(spec, stage, dependency)
         stage_jobs = work[stage.name]
-        if local:
-            for job_payload in stage_jobs:
-                job = executor.submit(job_payload)
-                write_state(spec, stage, [str(job.job_id)], "local")
-                log("%-12s running locally (job %s, logs in %s)" % (stage.name, job.job_id, job.paths.folder))
-                try:
-                    job.result()
-                except Exception as exc:
-                    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-                    raise StageFailedError("stage %s failed (%s); see %s and %s" % (
-                        stage.name, last, job.paths.stdout, job.paths.stderr))
-            actions.append({"stage": stage.name, "action": "ran locally"})
-            continue
-        jobs = executor.submit_array(stage_jobs) if stage.seeds else [executor.submit(stage_jobs[0])]
-        ids = [str(j.job_id) for j in jobs]
+        submitted = executor.submit_array(stage_jobs) if stage.seeds else [executor.submit(stage_jobs[0])]
+        ids = [str(j.job_id) for j in submitted]
         write_state(spec, stage, ids, "slurm")
         jobs_of[stage.name] = ids
         actions.append({"stage": stage.name, "action": "submitted", "job_ids": ids, "dependency": dependency})
@@ -237,14 +251,34 @@ def submit(spec: PipelineSpec, local: bool = False, only: Optional[Sequence[str]
     return actions
 
 
+def _dependency(spec: PipelineSpec, stage: Stage, jobs_of: Dict[str, List[str]]) -> Optional[str]:
+    """``afterok:`` on the jobs of every upstream stage that is not DONE: submitted now, or already queued."""
+    parents = []
+    for parent in _undone_parents(spec, stage):
+        ids = jobs_of.get(parent) or active_job_ids(read_state(spec, spec.stage(parent)))
+        if not ids:
+            raise _missing_parent(stage, parent)
+        parents.extend(sorted({i.split("_")[0] for i in ids}))
+    return "afterok:" + ":".join(parents) if parents else None
+
+
+def _undone_parents(spec: PipelineSpec, stage: Stage) -> List[str]:
+    return [p for p in spec.upstream(stage) if not stage_done(spec, spec.stage(p))]
+
+
+def _missing_parent(stage: Stage, parent: str) -> ValueError:
+    return ValueError("stage %s needs stage %s, which is neither DONE, queued, nor selected; submit it too "
+                      "(or drop --stages)" % (stage.name, parent))
+
+
 def dry_run(spec: PipelineSpec, only: Optional[Sequence[str]] = None) -> str:
     """The sbatch scripts submitit would write, with upstream job ids shown as <stage>; nothing is submitted."""
     texts = []
     for stage in select_stages(spec, only):
-        payloads(spec, stage)  # checks the configs as a real submission would
-        parents = [p for p in spec.upstream(stage) if not stage_done(spec, spec.stage(p))]
+        jobs(spec, stage)  # checks the configs as a real submission would
+        parents = _undone_parents(spec, stage)
         dependency = "afterok:" + ":".join("<%s>" % p for p in parents) if parents else None
-        executor = make_executor(spec, stage, local=False, dependency=dependency)
+        executor = slurm_executor(spec, stage, dependency)
         if stage.seeds:
             executor.parameters["map_count"] = len(stage.seeds)
         # submitit's own script text (private API, stable across 1.5.x): exactly what sbatch would receive
@@ -270,15 +304,15 @@ def status(spec: PipelineSpec) -> List[Dict[str, Any]]:
         else:
             row["state"] = "NOT SUBMITTED"
         row["progress"] = progress(spec, stage)
-        row["logs"] = os.path.join(spec.stage_dir(stage.name), "submitit")
+        row["logs"] = RunDir(spec.stage_dir(stage.name)).submitit
         rows.append(row)
     return rows
 
 
 def progress(spec: PipelineSpec, stage: Stage) -> str:
     parts = []
-    for run_dir in run_dirs(spec, stage):
-        rows = [r for r in read_jsonl(os.path.join(run_dir, "metrics.jsonl")) if "loss/total" in r]
+    for run in run_dirs(spec, stage):
+        rows = [r for r in read_jsonl(run.metrics) if "loss/total" in r]
         if rows:
             parts.append("step %d, eta %ds" % (rows[-1]["step"], rows[-1].get("eta_s", 0)))
     return "; ".join(parts) or "-"

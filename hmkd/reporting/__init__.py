@@ -1,4 +1,4 @@
-"""Results across run directories: tables (Markdown / text) from each run's eval.json."""
-from hmkd.reporting.table import collect_runs, markdown_table
+"""Results across runs: the results table (`hmkd report` and the pipeline report), the report files, the charts."""
+from hmkd.reporting.results import aggregate, markdown
 
-__all__ = ["collect_runs", "markdown_table"]
+__all__ = ["aggregate", "markdown"]

@@ -12,10 +12,14 @@ from hmkd.models import SegOutput
 NUM_CLASSES = 4
 IGNORE = 255
 SIZES = [(12, 16), (9, 14), (16, 12), (10, 10), (13, 15)]   # five images of different sizes
+SLIDE = dict(mode="slide", crop_size=[8, 8], stride=[5, 5], flip=True)   # an eval protocol (EvalConfig keys)
 
 
 class RecordingDataset(Dataset):
     """Five deterministic (image, label) pairs of different sizes; remembers which indices this process loaded."""
+
+    num_classes = NUM_CLASSES
+    ignore_index = IGNORE
 
     def __init__(self):
         self.loaded = []
@@ -49,14 +53,14 @@ class TinySegmentor(nn.Module):
 
 def run_rank(rank, world_size, init_file, out_dir):
     """One evaluation process: shard, infer, all-reduce; saves what it computed and which indices it loaded."""
+    from hmkd.config.schema import EvalConfig
     from hmkd.evaluation import evaluate
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world_size)
     try:
         dataset = RecordingDataset()
-        metrics = evaluate(TinySegmentor(), dataset, NUM_CLASSES, IGNORE, "cpu", mode="slide", crop_size=(8, 8),
-                           stride=(5, 5), flip=True)
+        metrics = evaluate(TinySegmentor(), dataset, EvalConfig(**SLIDE), "cpu")
         torch.save({"metrics": metrics, "loaded": dataset.loaded}, os.path.join(out_dir, "rank%d.pt" % rank))
     finally:
         dist.destroy_process_group()

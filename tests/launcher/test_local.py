@@ -54,6 +54,24 @@ def test_local_pipeline_runs_every_stage_and_reports(tmp_path):
     status = run_cli("status", spec, "--json")
     assert [r["state"] for r in json.loads(status.stdout)] == ["DONE"] * 4
 
+    # eval.json has one schema whichever path wrote it: the trainer, `hmkd eval`, the compare stage
+    evaluated = run_cli("eval", str(root / "hmkd" / "config.yaml"), "--checkpoint", str(root / "hmkd" / "model.pth"),
+                        "--run-dir", str(tmp_path / "evaluated"))
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    written = (root / "hmkd" / "eval.json", root / "eval" / "hmkd" / "eval.json", tmp_path / "evaluated" / "eval.json")
+    records = [json.loads(path.read_text()) for path in written]
+    assert [sorted(r) for r in records[1:]] == [sorted(records[0])] * 2
+    for key in ("mIoU", "confusion_matrix", "step", "train_seconds", "teacher", "loss_terms", "params", "flops"):
+        assert records[1][key] == records[2][key] == records[0][key], key
+    assert records[0]["checkpoint"] == str(root / "hmkd" / "model.pth") and records[0]["step"] == 12
+
+    # `hmkd report` prints the pipeline report's table: the same rows, seeds aggregated
+    table = run_cli("report", str(root / "teacher"), str(root / "student"), str(root / "hmkd"))
+    assert table.returncode == 0, table.stderr[-2000:]
+    pipeline = (root / "eval" / "report.md").read_text()
+    for line in table.stdout.strip().splitlines():
+        assert line in pipeline, line
+
 
 def test_failing_stage_stops_the_chain_with_its_log(tmp_path):
     spec, root = tiny_pipeline(tmp_path)

@@ -27,13 +27,35 @@ def test_order_follows_dependencies_and_inputs(tmp_path, monkeypatch):
     assert [s.name for s in spec.ordered_stages()] == ["teacher", "kd", "eval"]
     assert spec.upstream(spec.stage("eval")) == ["kd", "teacher"]
     assert spec.stage_dir("kd") == str(tmp_path / "runs" / "exp" / "kd")
+    assert spec.stage("eval").kind == "compare"  # the old name of the comparing kind is still read
+
+
+def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(__import__("runner").REPO)
+    from hmkd.launcher.submit import jobs
+
+    spec = load_spec(write_spec(tmp_path, [
+        stage("teacher", overrides=["optim.lr=0.5", "train.batch_size=3"], seeds=[4, 7]),
+        stage("kd", kind="distill", config="configs/synthetic/hmkd_segformer_b0_to_deeplabv3_r18.yaml",
+              inputs={"teacher.checkpoint": "teacher/seed_4/model.pth"}),
+        {"name": "cmp", "kind": "compare", "compare": ["kd"], "overrides": ["eval.flip=true"]}]))
+    assert spec.stage("teacher").override_values == {"optim": {"lr": 0.5}, "train": {"batch_size": 3}}
+    trained = jobs(spec, spec.stage("teacher"))
+    assert [j.config["train"]["seed"] for j in trained] == [4, 7]
+    assert [j.run_dir for j in trained] == [spec.stage_dir("teacher") + "/seed_%d" % s for s in (4, 7)]
+    assert trained[0].config["optim"]["lr"] == 0.5 and trained[1].config["train"]["batch_size"] == 3
+    (distill,) = jobs(spec, spec.stage("kd"))
+    assert distill.config["teacher"]["checkpoint"] == spec.stage_dir("teacher") + "/seed_4/model.pth"
+    (compare,) = jobs(spec, spec.stage("cmp"))
+    assert type(compare).__name__ == "CompareJob" and compare.overrides == {"eval": {"flip": True}}
+    assert compare.compare == [("kd", spec.stage_dir("kd"))]
 
 
 @pytest.mark.parametrize("stages,expected", [
     ([stage("a"), stage("a")], "stage names must be unique; repeated: a"),
     ([stage("a", depends_on=["b"])], "stages[a].depends_on names unknown stage 'b'"),
     ([stage("a", depends_on=["b"]), stage("b", depends_on=["a"])], "cycle: a -> b -> a"),
-    ([stage("a", kind="export")], "stages[a].kind must be one of 'train', 'distill', 'eval'"),
+    ([stage("a", kind="export")], "stages[a].kind must be one of 'train', 'distill', 'compare'"),
     ([stage("a", config="configs/nope.yaml")], "stages[a].config configs/nope.yaml does not exist"),
     ([stage("a", resources={"time": "90 minutes"})], "time must look like HH:MM"),
     ([stage("a", resources={"time": "00:02:00"})], "time must be at least 00:03:00, got '00:02:00'"),
@@ -68,7 +90,7 @@ def test_shipped_specs_are_valid(monkeypatch):
     import glob
     import os
 
-    from hmkd.launcher.submit import payloads
+    from hmkd.launcher.submit import jobs
 
     repo = __import__("runner").REPO
     monkeypatch.chdir(repo)
@@ -77,4 +99,4 @@ def test_shipped_specs_are_valid(monkeypatch):
     for path in paths:
         spec = load_spec(path)
         for s in spec.ordered_stages():
-            assert payloads(spec, s), (path, s.name)  # every stage's config resolves and checks
+            assert jobs(spec, s), (path, s.name)  # every stage's config resolves and checks

@@ -1,4 +1,4 @@
-"""eval.json (contents, strict JSON, atomic replace) and the printed table."""
+"""eval.json (contents, strict JSON, atomic replace, read back, damaged files) and the printed table."""
 import json
 import os
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hmkd.evaluation.metrics import SegMetric
-from hmkd.evaluation.report import format_table, write_eval_json
+from hmkd.evaluation.record import EvalRecord, format_table
 
 NAMES = ["road", "sidewalk", "building", "sky"]
 
@@ -25,7 +25,7 @@ def _no_nan(token):
 
 def test_eval_json_contents(tmp_path, metrics):
     path = str(tmp_path / "run" / "eval.json")
-    write_eval_json(path, metrics, NAMES, extra={"checkpoint": "ckpt.pth", "eval": {"mode": "whole"}})
+    EvalRecord.from_metrics(metrics, NAMES, model="m", checkpoint="ckpt.pth", mode="whole").write(path)
     with open(path) as f:
         data = json.load(f, parse_constant=_no_nan)
     assert data["mIoU"] == pytest.approx(1 / 3) and data["aAcc"] == pytest.approx(3 / 5)
@@ -36,35 +36,48 @@ def test_eval_json_contents(tmp_path, metrics):
     assert data["per_class"]["sky"] == {"iou": None, "acc": None}   # undefined, written as null
     assert data["num_images"] == 1 and data["num_pixels"] == 5
     assert data["confusion_matrix"][0] == [1, 1, 0, 0]
-    assert data["checkpoint"] == "ckpt.pth" and data["eval"] == {"mode": "whole"}
+    assert data["checkpoint"] == "ckpt.pth" and data["mode"] == "whole" and data["model"] == "m"
+    assert data["step"] is None and data["train_seconds"] is None  # every key present, null when unknown
     assert os.listdir(str(tmp_path / "run")) == ["eval.json"]   # no temp file left behind
+    assert EvalRecord.read(path) == EvalRecord.from_metrics(metrics, NAMES, model="m", checkpoint="ckpt.pth",
+                                                            mode="whole")
 
 
 def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path, metrics):
     path = str(tmp_path / "eval.json")
-    write_eval_json(path, metrics, NAMES)
+    EvalRecord.from_metrics(metrics, NAMES, model="m").write(path)
     with open(path) as f:
         before = f.read()
     with pytest.raises(TypeError):
-        write_eval_json(path, metrics, NAMES, extra={"bad": object()})
-    with pytest.raises(ValueError, match="overwrite"):
-        write_eval_json(path, metrics, NAMES, extra={"mIoU": 1.0})
+        EvalRecord.from_metrics(metrics, NAMES, model=object()).write(path)
+    with pytest.raises(TypeError, match="mIoU"):
+        EvalRecord.from_metrics(metrics, NAMES, model="m", mIoU=1.0)
     with open(path) as f:
         assert f.read() == before
     assert os.listdir(str(tmp_path)) == ["eval.json"]
 
 
+@pytest.mark.parametrize("text, message", [("{", "cannot be read as JSON"), ('{"mIoU": 0.5}', "lacks aAcc"),
+                                           ("[1, 2]", "is not an hmkd eval.json")])
+def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "eval.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        EvalRecord.read(str(path))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="run or finish that stage first"):
+        EvalRecord.read(str(tmp_path / "missing.json"))
+
+
 @pytest.mark.parametrize("names, message", [(NAMES[:3], "3 class names for 4 classes"),
                                             (["a", "b", "a", "c"], "class names repeat")])
-def test_rejects_class_names_that_do_not_fit(tmp_path, metrics, names, message):
+def test_rejects_class_names_that_do_not_fit(metrics, names, message):
     with pytest.raises(ValueError, match=message):
-        write_eval_json(str(tmp_path / "eval.json"), metrics, names)
-    with pytest.raises(ValueError, match=message):
-        format_table(metrics, names)
+        EvalRecord.from_metrics(metrics, names, model="m")
 
 
 def test_table_format(metrics):
-    assert format_table(metrics, NAMES).splitlines() == [
+    assert format_table(EvalRecord.from_metrics(metrics, NAMES, model="m")).splitlines() == [
         "class         IoU      Acc",
         "road        33.33    50.00",
         "sidewalk    66.67   100.00",

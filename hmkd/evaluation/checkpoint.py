@@ -1,0 +1,65 @@
+"""Evaluate a trained checkpoint under its config's protocol, and describe any evaluated model as one record.
+
+Usage:
+    record = evaluate_checkpoint(cfg, "runs/smoke/hmkd/model.pth", env, out_dir=RunDir(run_dir).predictions)
+    record = record_for(cfg, model, dataset, metrics, checkpoint=path, step=1000, train_seconds=812.5)
+
+Both the trainer's final evaluation and `hmkd eval` / the compare stage build their eval.json through ``record_for``,
+so the file has one schema whichever path wrote it.
+"""
+import os
+from typing import Any, Dict, Optional
+
+from torch import nn
+
+from hmkd.config import ExperimentConfig
+from hmkd.data import build_dataset
+from hmkd.evaluation.evaluator import evaluate
+from hmkd.evaluation.record import EvalRecord
+from hmkd.models import build_model, load_pretrained
+from hmkd.models.complexity import model_complexity
+from hmkd.rundir import RunDir
+
+
+def complexity_size(cfg: ExperimentConfig):
+    """The image size the cost is counted at: the training crop (the literature's convention)."""
+    return list(cfg.data.crop_size or cfg.data.image_size)
+
+
+def record_for(cfg: ExperimentConfig, model: nn.Module, dataset: Any, metrics: Dict[str, Any],
+               checkpoint: Optional[str] = None, step: Optional[int] = None,
+               train_seconds: Optional[float] = None) -> EvalRecord:
+    """The eval.json record of ``model`` evaluated on ``dataset`` under ``cfg``: scores, protocol, training and
+    cost (parameters and MACs at the training crop size)."""
+    size = complexity_size(cfg)
+    cost = model_complexity(model, tuple(size))
+    return EvalRecord.from_metrics(
+        metrics, dataset.class_names, model=cfg.model.name,
+        checkpoint=os.path.abspath(checkpoint) if checkpoint else None, split=cfg.eval.split, mode=cfg.eval.mode,
+        flip=cfg.eval.flip, scales=list(cfg.eval.scales), step=step,
+        train_seconds=None if train_seconds is None else round(train_seconds, 1),
+        teacher=cfg.teacher.name if cfg.teacher else None, loss_terms=sorted(cfg.loss.terms),
+        params=cost["params"], flops=cost["flops"], flops_size=size)
+
+
+def _trained_record(checkpoint: str) -> Optional[EvalRecord]:
+    """The training record beside a run's model.pth, which knows the step and the training time."""
+    run = RunDir(os.path.dirname(os.path.abspath(checkpoint)))
+    if os.path.abspath(checkpoint) != os.path.abspath(run.model) or not os.path.isfile(run.eval_json):
+        return None
+    return EvalRecord.read(run.eval_json)
+
+
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_dir: Optional[str] = None
+                        ) -> EvalRecord:
+    """``checkpoint`` (a run's model.pth, a step checkpoint or a weights file) loaded strictly into ``cfg.model``
+    and evaluated on ``cfg.eval.split`` by every rank of ``env``; pictures into ``out_dir`` on the main rank."""
+    dataset = build_dataset(cfg.data, split=cfg.eval.split, train=False)
+    model = build_model(cfg.model.name, dataset.num_classes, **cfg.model.options)
+    load_pretrained(model, checkpoint, strict=True)
+    model.to(env.device)
+    metrics = evaluate(model, dataset, cfg.eval, env.device, env.rank, env.world_size,
+                       out_dir=out_dir if env.is_main else None)
+    trained = _trained_record(checkpoint)
+    return record_for(cfg, model, dataset, metrics, checkpoint, step=trained.step if trained else None,
+                      train_seconds=trained.train_seconds if trained else None)

@@ -1,0 +1,112 @@
+"""The evaluation record: what eval.json holds, whichever path wrote it (training's final evaluation, `hmkd eval`,
+the pipeline's compare stage), and the printed per-class table.
+
+Usage:
+    record = EvalRecord.from_metrics(metrics, dataset.class_names, model="deeplabv3_r18", split="val", ...)
+    record.write(RunDir(run_dir).eval_json); record = EvalRecord.read(path)
+    print(format_table(record))
+
+Scores are in [0, 1]; an undefined score (NaN) is written as null, since strict JSON has no NaN. Provenance keys are
+always present (null when unknown), so readers never guess which writer produced a file.
+"""
+import dataclasses
+import json
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+from hmkd.atomic import atomic_write_text
+
+SUMMARY_KEYS = ("mIoU", "aAcc", "mAcc")
+
+
+@dataclasses.dataclass
+class EvalRecord:
+    # scores
+    mIoU: Optional[float]
+    aAcc: Optional[float]
+    mAcc: Optional[float]
+    num_images: int
+    num_pixels: int
+    per_class: Dict[str, Dict[str, Optional[float]]]
+    confusion_matrix: List[List[int]]
+    # what was evaluated, and how
+    model: str
+    checkpoint: Optional[str] = None
+    split: Optional[str] = None
+    mode: Optional[str] = None
+    flip: Optional[bool] = None
+    scales: Optional[List[float]] = None
+    # how the model was trained, when known
+    step: Optional[int] = None
+    train_seconds: Optional[float] = None
+    teacher: Optional[str] = None
+    loss_terms: Optional[List[str]] = None
+    # its cost: parameters and multiply-accumulates for one image of flops_size
+    params: Optional[int] = None
+    flops: Optional[int] = None
+    flops_size: Optional[List[int]] = None
+
+    @classmethod
+    def from_metrics(cls, metrics: Dict[str, Any], class_names: Sequence[str], **provenance: Any) -> "EvalRecord":
+        """From ``SegMetric.compute()``'s dict; ``provenance`` fills the other fields by name."""
+        names = check_class_names(metrics, class_names)
+        per_class = {name: {"iou": _number(iou), "acc": _number(acc)}
+                     for name, iou, acc in zip(names, metrics["per_class_iou"], metrics["per_class_acc"])}
+        return cls(mIoU=_number(metrics["mIoU"]), aAcc=_number(metrics["aAcc"]), mAcc=_number(metrics["mAcc"]),
+                   num_images=int(metrics["num_images"]), num_pixels=int(metrics["num_pixels"]),
+                   per_class=per_class, confusion_matrix=metrics["confusion_matrix"], **provenance)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def write(self, path: str) -> None:
+        """Atomically (temp file, fsync, rename): a reader or a requeued job never sees half a file, and an old
+        eval.json survives a failed write."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def read(cls, path: str) -> "EvalRecord":
+        """An eval.json back as a record; a missing, damaged or foreign file is a ValueError naming it."""
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            raise FileNotFoundError("%s does not exist; run or finish that stage first" % path)
+        except (OSError, ValueError) as exc:
+            raise ValueError("%s cannot be read as JSON (%s); evaluate the run again (hmkd eval)" % (path, exc))
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        if not isinstance(data, dict) or not required <= set(data):
+            raise ValueError("%s is not an hmkd eval.json (it lacks %s); evaluate the run again (hmkd eval)"
+                             % (path, ", ".join(sorted(required - set(data if isinstance(data, dict) else ())))))
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check_class_names(metrics: Dict[str, Any], class_names: Sequence[str]) -> List[str]:
+    names = [str(n) for n in class_names]
+    if len(names) != len(metrics["per_class_iou"]):
+        raise ValueError("%d class names for %d classes in the metrics" % (len(names), len(metrics["per_class_iou"])))
+    if len(set(names)) != len(names):
+        raise ValueError("class names repeat (%s); expected unique names to key per_class"
+                         % ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    return names
+
+
+def _number(value: Optional[float]) -> Optional[float]:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else "%.2f" % (100.0 * value)
+
+
+def format_table(record: EvalRecord) -> str:
+    """Per-class IoU and accuracy in percent (2 decimals; '-' where undefined), then the summary line."""
+    names = list(record.per_class)
+    width = max([len(n) for n in names] + [len("class")])
+    lines = ["%-*s  %7s  %7s" % (width, "class", "IoU", "Acc")]
+    lines += ["%-*s  %7s  %7s" % (width, name, _percent(scores["iou"]), _percent(scores["acc"]))
+              for name, scores in record.per_class.items()]
+    lines.append("-" * len(lines[0]))
+    lines.append("  ".join("%s: %s" % (key, _percent(getattr(record, key))) for key in SUMMARY_KEYS))
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""Every PNG chart of the project: a run's curves (loss terms, validation mIoU) and the report's comparisons.
+
+Usage:
+    plot_run(RunDir(run_dir))          # run_dir/plots/losses.png and val_miou.png, from metrics.jsonl
+    report_charts(RunDir(out_dir), entries)    # miou.png and per_class_iou.png, from the results table's entries
+"""
+import os
+from typing import Any, Dict, List, Sequence
+
+from hmkd.engine.logger import read_jsonl
+from hmkd.rundir import RunDir
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    plt = _pyplot()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _line_chart(path: str, series: Dict[str, List[Any]], ylabel: str, title: str, legend: bool = True,
+                marker=None) -> str:
+    """One line per series (name -> [(x, y), ...]) over the training step."""
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    for name, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, marker=marker)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_run(run: RunDir) -> List[str]:
+    """The run's curves from its metrics.jsonl; returns the files written."""
+    rows = read_jsonl(run.metrics)
+    os.makedirs(run.plots, exist_ok=True)
+    written = []
+    train = [r for r in rows if any(k.startswith("loss/") for k in r)]
+    if train:
+        keys = sorted({k for r in train for k in r if k.startswith("loss/")})
+        series = {key[len("loss/"):]: [(r["step"], r[key]) for r in train if key in r] for key in keys}
+        written.append(_line_chart(run.loss_curves, series, "loss", "training loss terms"))
+    val = [r for r in rows if "val/mIoU" in r]
+    if val:
+        series = {"val": [(r["step"], 100 * r["val/mIoU"]) for r in val]}
+        written.append(_line_chart(run.val_curve, series, "mIoU (%)", "validation mIoU", legend=False,
+                                   marker="o"))
+    return written
+
+
+def report_charts(report: RunDir, entries: Sequence[Dict[str, Any]]) -> List[str]:
+    """mIoU per stage (error bars: std over seeds) and per-class IoU per stage."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labels = [e["label"] for e in entries]
+    ax.bar(labels, [100 * e["mIoU"] for e in entries], yerr=[100 * (e["mIoU_std"] or 0) for e in entries],
+           capsize=4, color="#4c72b0")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title("mIoU by stage")
+    ax.grid(axis="y", alpha=0.3)
+    written = [_save(fig, report.miou_chart)]
+    names = list(entries[0]["per_class_iou"]) if entries else []
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) * len(entries)), 4))
+    width = 0.8 / max(len(entries), 1)
+    for i, e in enumerate(entries):
+        values = [100 * (e["per_class_iou"][n] or 0) for n in names]
+        ax.bar([j + i * width for j in range(len(names))], values, width, label=e["label"])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_ylabel("IoU (%)")
+    ax.set_title("per-class IoU")
+    ax.legend()
+    written.append(_save(fig, report.per_class_chart))
+    return written

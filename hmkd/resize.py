@@ -1,0 +1,15 @@
+"""Bilinear resizing as the decoders here do it (align_corners=False), shared by inference and the loss terms.
+
+Usage: logits_bkhw = resize_to(logits_bkhw, labels.shape[-2:])
+"""
+from typing import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def resize_to(x_bchw: Tensor, size: Sequence[int]) -> Tensor:
+    """``x`` resized to ``size`` (h, w); a no-op when the size already matches."""
+    if tuple(x_bchw.shape[-2:]) == tuple(size):
+        return x_bchw
+    return F.interpolate(x_bchw, size=tuple(size), mode="bilinear", align_corners=False)

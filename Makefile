@@ -32,8 +32,8 @@ smoke: $(VENV)/.installed
 # its target (python -m hmkd.benchmarks.table). `make bench` is the CPU side in under 15 minutes on 2 cores: its
 # quality part trains one seed per method (BENCH_QUALITY_SEEDS) under $(BENCH_ROOT)-light; `make bench-distill`
 # trains all 3 seeds (about 30 minutes here). Finished stages are reused: rm -r the root to train again.
-# `make bench-gpu` sets up its own venv on a bare GPU machine (build/venv-gpu: torch +cu113, no mmcv), then runs
-# the GPU figures (hmkd/benchmarks/gpu.py).
+# `make bench-gpu` sets up its own venv on a bare GPU machine (build/venv-gpu: torch +cu113, no mmcv) with the host's
+# python3 (tools/bench_gpu.py, standard library only), then runs the GPU figures in it (python -m hmkd.benchmarks.gpu).
 BENCH_OUT ?= results
 BENCH_ROOT ?= runs/bench
 BENCH_QUALITY_SEEDS ?= [0]
@@ -75,13 +75,14 @@ bench: $(VENV)/.installed
 	$(BENCH).table $(BENCH_OUT)
 
 bench-gpu:
-	$(BENCH_GPU_PY) -m hmkd.benchmarks.gpu --out $(BENCH_OUT) $(BENCH_GPU_FLAGS)
+	$(BENCH_GPU_PY) tools/bench_gpu.py --out $(BENCH_OUT) $(BENCH_GPU_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 
 # The image (docker/Dockerfile; docker/README.md). DOCKER_BUILD_FLAGS adds build arguments (CI: a local base and CPU
-# wheel sources, tools/docker/ci.sh); DOCKER_SMOKE_FLAGS adds options to the smoke (--gpus, --user, --shm-size).
+# wheel sources, tools/docker/ci.sh); DOCKER_SMOKE_FLAGS adds options to the smoke (--gpus, --user, --shm-size),
+# which tools/docker/smoke.py runs from the host through the docker SDK (DOCKER_PY: the venv's, with hmkd and the SDK).
 IMAGE ?= hmkd
 DOCKER ?= docker
 DOCKER_PY ?= $(PY)
@@ -98,7 +99,7 @@ docker-build:
 		--build-arg HMKD_VERSION=$(HMKD_VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) $(DOCKER_BUILD_FLAGS) .
 
 docker-smoke:
-	$(DOCKER_PY) -m hmkd.dockersmoke --image $(IMAGE):$(HMKD_VERSION) --shared $(DOCKER_SMOKE_DIR) $(DOCKER_SMOKE_FLAGS)
+	$(DOCKER_PY) tools/docker/smoke.py --image $(IMAGE):$(HMKD_VERSION) --shared $(DOCKER_SMOKE_DIR) $(DOCKER_SMOKE_FLAGS)
 
 # What CI runs: its own dockerd, a local base image, the CPU build of docker/Dockerfile, then docker-smoke in it.
 docker-ci: $(VENV)/.installed

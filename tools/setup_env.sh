@@ -8,16 +8,8 @@ cd "$(dirname "$0")/.."
 venv=${1:-.venv}
 wheels=${HMKD_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmkd/wheels}
 
-find_python38() {
-  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
-  if command -v pyenv >/dev/null 2>&1; then
-    local v; v=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.8(\.[0-9]+)?$' | sort -V | tail -n 1 || true)
-    if [ -n "$v" ]; then PYENV_VERSION=$v pyenv which python; return; fi
-  fi
-  command -v python3.8 || true
-}
-py=$(find_python38)
-if [ -z "$py" ] || ! "$py" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then
+py=$(tools/find_python38.sh || true)  # $PYTHON, pyenv's newest 3.8, python3.8: checked to be a 3.8 there
+if [ -z "$py" ]; then
   echo "setup: error: Python 3.8 not found (the image's interpreter); install it (pyenv install 3.8.18, or" \
        "apt-get install python3.8 python3.8-venv python3.8-dev) or set PYTHON=/path/to/python3.8" >&2
   exit 1

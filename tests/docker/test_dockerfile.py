@@ -108,5 +108,5 @@ def test_dockerignore_lets_in_only_what_the_image_needs():
     allowed = [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
     for needed in ("requirements/stack.txt", "pyproject.toml", "hmkd", "configs", "jobs", "docker/check_image.py"):
         assert needed in allowed, needed
-    for excluded in (".venv", "runs", ".git", "tests"):
+    for excluded in (".venv", "runs", ".git", "tests", "tools"):  # host-only tools (tools/docker/smoke.py) stay out
         assert excluded not in allowed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI's real Docker check: starts a dockerd of its own, makes a local base image (no registry is reachable), builds
-# docker/Dockerfile with CPU wheel sources through build arguments only, runs `make docker-smoke` in the image, prints
-# build time, image size and the smoke report, and stops the dockerd it started.
+# docker/Dockerfile with CPU wheel sources through build arguments only, runs `make docker-smoke` in the image (driven
+# from the host by tools/docker/smoke.py, which the image does not hold), prints build time, image size and the smoke
+# report, and stops the dockerd it started.
 # Usage: tools/docker/ci.sh      (make docker-ci; needs `make setup` first: the venv and the compiled mmcv-full wheel)
 # env: VENV=.venv, HMKD_WHEEL_CACHE (mmcv-full wheel dir), HMKD_WHEEL_PORT=28765, PIP_INDEX (the registry's simple
 #      index), DOCKER_SMOKE_USER (UID:GID of the smoke; 4242:4242 when run as root, so the ownership check counts).

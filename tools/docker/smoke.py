@@ -1,15 +1,19 @@
 """Run the smoke pipeline inside the hmkd image, with a host folder as shared storage, and check what it wrote.
 
-Usage: python -m hmkd.dockersmoke [--image hmkd:0.1.0] [--shared runs/docker-smoke] [--gpus auto|all|none|N]
-                                  [--user UID:GID] [--shm-size 2g] [--command "ARGS OF ONE hmkd RUN"]...
-(`make docker-smoke`). Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`) runs in its own
-container through the image's ENTRYPOINT (`hmkd`), as the invoking user (so the outputs belong to them), with GPUs
-passed through when the host has them, without network. Every stage directory it leaves must hold DONE and its
-results (eval.json, or an eval stage's report.json), and every file must belong to that user; the results table
-written inside the container is printed at the end.
+Usage: python tools/docker/smoke.py [--image hmkd:0.1.0] [--shared runs/docker-smoke] [--gpus auto|all|none|N]
+                                    [--user UID:GID] [--shm-size 2g] [--command "ARGS OF ONE hmkd RUN"]...
+(`make docker-smoke`, in the project venv). A host-only tool, so it lives outside the runtime package: it drives
+the engine through the docker SDK (a test pin), which the image neither has nor needs.
+
+Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`) runs in its own container through the
+image's ENTRYPOINT (`hmkd`), as the invoking user (so the outputs belong to them), with GPUs passed through when the
+host has them, without network. Every run directory it leaves must hold DONE and its results (eval.json, or an eval
+stage's report.json), and every file must belong to that user; the results table written inside the container is
+printed at the end. The run-directory file names come from hmkd.rundir, where the layout is spelled once.
 """
 import argparse
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -19,7 +23,12 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from hmkd import __version__
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__" and ROOT not in sys.path:  # run by path: the checkout's hmkd, installed or not
+    sys.path.insert(0, ROOT)
+
+from hmkd import __version__  # noqa: E402
+from hmkd.rundir import RunDir, found_runs  # noqa: E402
 
 IMAGE = "hmkd:%s" % __version__
 SHARED = "/shared"  # where the host folder is mounted in the container
@@ -153,46 +162,65 @@ def _stream(container, chunks: List[str], out) -> None:
         out.flush()
 
 
+def _is_stage(run: RunDir) -> bool:
+    return any(os.path.isfile(path) for path in (run.done, run.config, run.launcher_state))
+
+
 def find_stages(root: str) -> List[str]:
     """Stage directories under ``root``: those holding DONE, config.yaml or launcher.json (not their subfolders)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if set(filenames) & {"DONE", "config.yaml", "launcher.json"}:
+    for dirpath, dirnames, _ in os.walk(root):
+        if _is_stage(RunDir(dirpath)):
             found.append(dirpath)
             dirnames[:] = []  # a stage's own subfolders (checkpoints, plots, an eval stage's runs) are not stages
         dirnames.sort()
     return sorted(found)
 
 
-def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], List[str]]:
-    """One row per stage and the problems found: every stage DONE, training stages with an eval.json holding mIoU,
-    an eval stage with its report.json, and every path under ``root`` owned by uid:gid."""
-    import json
+def check_run(run: RunDir, name: str) -> Tuple[Dict[str, Any], List[str]]:
+    """A run's row and its problems: DONE, a training run's eval.json holding mIoU, an eval stage's report.json."""
+    row = {"stage": name, "path": run.path, "done": run.is_done(), "miou": None,
+           "report": os.path.isfile(run.report_md)}
+    if os.path.isfile(run.eval_json):
+        with open(run.eval_json) as handle:
+            row["miou"] = json.load(handle).get("mIoU")
+    done, eval_json, report_json = (os.path.basename(p) for p in (run.done, run.eval_json, run.report_json))
+    problems = []
+    trained = os.path.isfile(run.config)
+    if not row["done"]:
+        problems.append("%s has no %s marker" % (name, done))
+    if trained and row["miou"] is None:
+        problems.append("%s has no %s with mIoU" % (name, eval_json))
+    if not trained and not os.path.isfile(run.report_json) and row["miou"] is None:
+        problems.append("%s has neither %s nor %s" % (name, eval_json, report_json))
+    return row, problems
 
+
+def foreign_paths(root: str, uid: int, gid: int) -> List[str]:
+    """Every path under ``root`` (itself included) not owned by uid:gid, as 'relpath (uid:gid)'."""
+    foreign = []
+    for dirpath, _, filenames in os.walk(root):
+        for path in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                foreign.append("%s (%d:%d)" % (os.path.relpath(path, root), st.st_uid, st.st_gid))
+    return foreign
+
+
+def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """One row per run (a stage's seed_* folders, or the stage directory itself) and the problems found: every run
+    DONE, training runs with an eval.json holding mIoU, an eval stage with its report.json, and every path under
+    ``root`` owned by uid:gid."""
     rows, problems = [], []
     stages = find_stages(root)
     if not stages:
         problems.append("no stage directory under %s" % root)
     for stage in stages:
-        name = os.path.relpath(stage, root)
-        has = set(os.listdir(stage))
-        row = {"stage": name, "path": stage, "done": "DONE" in has, "miou": None, "report": "report.md" in has}
-        if "eval.json" in has:
-            with open(os.path.join(stage, "eval.json")) as handle:
-                row["miou"] = json.load(handle).get("mIoU")
-        if not row["done"]:
-            problems.append("%s has no DONE marker" % name)
-        if "config.yaml" in has and row["miou"] is None:
-            problems.append("%s has no eval.json with mIoU" % name)
-        if "config.yaml" not in has and "report.json" not in has and row["miou"] is None:
-            problems.append("%s has neither eval.json nor report.json" % name)
-        rows.append(row)
-    foreign = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for path in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
-            st = os.lstat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                foreign.append("%s (%d:%d)" % (os.path.relpath(path, root), st.st_uid, st.st_gid))
+        for run in found_runs(stage):
+            row, found = check_run(run, os.path.relpath(run.path, root))
+            rows.append(row)
+            problems.extend(found)
+    foreign = foreign_paths(root, uid, gid)
     if foreign:
         problems.append("%d paths do not belong to %d:%d, e.g. %s" % (len(foreign), uid, gid, ", ".join(foreign[:3])))
     return rows, problems
@@ -209,7 +237,7 @@ def _first_line(exc) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hmkd.dockersmoke", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tools/docker/smoke.py", description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=IMAGE, help="image to run (default %(default)s)")
     parser.add_argument("--shared", default="runs/docker-smoke",
                         help="host folder for shared storage; each run gets a new subfolder mounted at " + SHARED)
@@ -270,9 +298,10 @@ def smoke(args) -> int:
     reports = [r for r in rows if r["report"]]
     if reports:  # the launcher's eval stage wrote the comparison inside the container
         for r in reports:
-            with open(os.path.join(r["path"], "report.md")) as handle:
-                print("docker-smoke: report written inside the container (%s/report.md):\n%s"
-                      % (r["stage"], handle.read().rstrip()))
+            report = RunDir(r["path"]).report_md
+            with open(report) as handle:
+                print("docker-smoke: report written inside the container (%s):\n%s"
+                      % (os.path.relpath(report, host_dir), handle.read().rstrip()))
     elif not problems:
         print("docker-smoke: report from inside the container:", flush=True)
         stages = [os.path.join(SHARED, r["stage"]) for r in rows if r["miou"] is not None]

@@ -1,18 +1,19 @@
-"""hmkd.dockersmoke: one-line errors without an engine or an image, the output checks, and a smoke pipeline that
-the CLI of this checkout accepts. The real container run is CI's (tools/docker/ci.sh).
+"""tools/docker/smoke.py (make docker-smoke): one-line errors without an engine or an image, run by path as make
+runs it too, the output checks, and a smoke pipeline that the CLI of this checkout accepts. The real container run
+is CI's (tools/docker/ci.sh).
 
-Usage: pytest tests/docker/test_dockersmoke.py
+Usage: pytest tests/tools/test_docker_smoke.py
 """
 import json
 import os
 import shlex
 import socketserver
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-
-from hmkd import dockersmoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,26 +66,38 @@ def empty_engine(tmp_path, monkeypatch):
     server.server_close()
 
 
-def test_unreachable_engine_is_one_line_naming_the_address(tmp_path, monkeypatch, capsys):
+def test_unreachable_engine_is_one_line_naming_the_address(docker_smoke, tmp_path, monkeypatch, capsys):
     pytest.importorskip("docker")
     monkeypatch.setenv("DOCKER_HOST", "unix://%s/nothing.sock" % tmp_path)
-    code = dockersmoke.main(["--shared", str(tmp_path / "out"), "--gpus", "none"])
+    code = docker_smoke.main(["--shared", str(tmp_path / "out"), "--gpus", "none"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("docker-smoke: error: no Docker engine reachable at unix://%s/nothing.sock" % tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_image_names_make_docker_build(tmp_path, empty_engine, capsys):
+def test_missing_image_names_make_docker_build(docker_smoke, tmp_path, empty_engine, capsys):
     pytest.importorskip("docker")
-    code = dockersmoke.main(["--image", "hmkd:nope", "--shared", str(tmp_path / "out"), "--gpus", "none"])
+    code = docker_smoke.main(["--image", "hmkd:nope", "--shared", str(tmp_path / "out"), "--gpus", "none"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "image hmkd:nope not found" in err and "make docker-build" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_sdk_is_one_line(monkeypatch):
+def test_run_by_path_as_make_does(tmp_path):
+    """`$(DOCKER_PY) tools/docker/smoke.py ...`: the script imports hmkd from the checkout and fails in one line."""
+    pytest.importorskip("docker")
+    env = dict(os.environ, DOCKER_HOST="unix://%s/nothing.sock" % tmp_path)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "docker", "smoke.py"), "--image", "nosuch:1",
+                           "--shared", str(tmp_path / "out")], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.startswith("docker-smoke: error: no Docker engine reachable at unix://") and \
+        len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_missing_sdk_is_one_line(docker_smoke, monkeypatch):
     import builtins
 
     real_import = builtins.__import__
@@ -95,24 +108,24 @@ def test_missing_sdk_is_one_line(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_docker)
-    with pytest.raises(dockersmoke.SmokeError, match="pip install docker=="):
-        dockersmoke.connect()
+    with pytest.raises(docker_smoke.SmokeError, match="pip install docker=="):
+        docker_smoke.connect()
 
 
-def test_gpu_requests():
+def test_gpu_requests(docker_smoke):
     pytest.importorskip("docker")
-    assert dockersmoke.device_requests("none") == []
-    (req,) = dockersmoke.device_requests("2")
+    assert docker_smoke.device_requests("none") == []
+    (req,) = docker_smoke.device_requests("2")
     assert req["Count"] == 2 and req["Capabilities"] == [["gpu"]]
-    assert dockersmoke.device_requests("all")[0]["Count"] == -1
+    assert docker_smoke.device_requests("all")[0]["Count"] == -1
 
 
-def test_user_parsing():
-    assert dockersmoke.parse_user(None) == (os.getuid(), os.getgid())
-    assert dockersmoke.parse_user("1234:55") == (1234, 55)
-    assert dockersmoke.parse_user("1234") == (1234, 1234)
-    with pytest.raises(dockersmoke.SmokeError):
-        dockersmoke.parse_user("alice")
+def test_user_parsing(docker_smoke):
+    assert docker_smoke.parse_user(None) == (os.getuid(), os.getgid())
+    assert docker_smoke.parse_user("1234:55") == (1234, 55)
+    assert docker_smoke.parse_user("1234") == (1234, 1234)
+    with pytest.raises(docker_smoke.SmokeError):
+        docker_smoke.parse_user("alice")
 
 
 def _stage(root, name, done=True, miou=0.5, config=True, report=False):
@@ -131,46 +144,59 @@ def _stage(root, name, done=True, miou=0.5, config=True, report=False):
         (path / "DONE").write_text("")
 
 
-def test_output_checks(tmp_path):
+def test_output_checks(docker_smoke, tmp_path):
     _stage(tmp_path, "smoke/teacher")
     _stage(tmp_path, "smoke/student", done=False, miou=None)
     _stage(tmp_path, "smoke/eval", config=False, miou=None, report=True)
     _stage(tmp_path, "smoke/eval/teacher", done=False, miou=None)  # inside a stage: not a stage of its own
-    found = dockersmoke.find_stages(str(tmp_path))
+    found = docker_smoke.find_stages(str(tmp_path))
     assert found == [str(tmp_path / "smoke" / n) for n in ("eval", "student", "teacher")]
-    rows, problems = dockersmoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())
+    rows, problems = docker_smoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())
     assert [(r["stage"], r["done"], r["miou"], r["report"]) for r in rows] == [
         ("smoke/eval", True, None, True), ("smoke/student", False, None, False), ("smoke/teacher", True, 0.5, False)]
     assert problems == ["smoke/student has no DONE marker", "smoke/student has no eval.json with mIoU"]
-    _, problems = dockersmoke.check_outputs(str(tmp_path), os.getuid() + 1, os.getgid())
+    _, problems = docker_smoke.check_outputs(str(tmp_path), os.getuid() + 1, os.getgid())
     assert len(problems) == 3 and "do not belong to %d:%d" % (os.getuid() + 1, os.getgid()) in problems[-1]
     (tmp_path / "smoke/eval/report.json").unlink()
-    assert "smoke/eval has neither eval.json nor report.json" in dockersmoke.check_outputs(
+    assert "smoke/eval has neither eval.json nor report.json" in docker_smoke.check_outputs(
         str(tmp_path), os.getuid(), os.getgid())[1]
-    assert dockersmoke.check_outputs(str(tmp_path / "smoke/none"), 0, 0)[1][0].startswith("no stage directory")
+    assert docker_smoke.check_outputs(str(tmp_path / "smoke/none"), 0, 0)[1][0].startswith("no stage directory")
 
 
-def test_smoke_commands_are_accepted_by_this_cli_and_spec():
+def test_seeded_stages_are_checked_per_run(docker_smoke, tmp_path):
+    """A stage with seeds keeps launcher.json beside its seed_* run directories: each run gets its row."""
+    stage = tmp_path / "exp" / "teacher"
+    _stage(tmp_path, "exp/teacher/seed_0")
+    _stage(tmp_path, "exp/teacher/seed_1", done=False)
+    (stage / "launcher.json").write_text("{}")
+    assert docker_smoke.find_stages(str(tmp_path)) == [str(stage)]
+    rows, problems = docker_smoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())
+    assert [(r["stage"], r["done"], r["miou"]) for r in rows] == [
+        ("exp/teacher/seed_0", True, 0.5), ("exp/teacher/seed_1", False, 0.5)]
+    assert problems == ["exp/teacher/seed_1 has no DONE marker"]
+
+
+def test_smoke_commands_are_accepted_by_this_cli_and_spec(docker_smoke):
     """The pipeline constant parses with the hmkd CLI, and its spec with its --set values loads, rooted on the mount."""
     from hmkd.cli.main import build_parser
     from hmkd.launcher.spec import load_spec
 
     parser = build_parser()
-    for argv in dockersmoke.SMOKE_COMMANDS:
+    for argv in docker_smoke.SMOKE_COMMANDS:
         args, extra = parser.parse_known_args(list(argv))
         assert not extra, argv
         assert args.command == "submit" and args.local
         spec = load_spec(os.path.join(ROOT, args.spec), args.set)
-        assert spec.root == dockersmoke.SHARED
+        assert spec.root == docker_smoke.SHARED
         trained = [s for s in spec.stages if s.kind in ("train", "distill")]
         assert trained and all("schedule.max_iters=20" in s.overrides for s in trained)
-        assert any(s.kind == "eval" for s in spec.stages)
+        assert any(s.kind in ("eval", "compare") for s in spec.stages)  # the evaluating stage (renamed compare)
 
 
-def test_explicit_commands_replace_the_pipeline(tmp_path, monkeypatch, capsys):
+def test_explicit_commands_replace_the_pipeline(docker_smoke, tmp_path, monkeypatch, capsys):
     """--command is parsed with shell quoting; the run stops at the engine, before any folder is made."""
     pytest.importorskip("docker")
     monkeypatch.setenv("DOCKER_HOST", "unix://%s/nothing.sock" % tmp_path)
-    args = dockersmoke.build_parser().parse_args(["--command", "train 'a b.yaml' x=1", "--command", "report r"])
+    args = docker_smoke.build_parser().parse_args(["--command", "train 'a b.yaml' x=1", "--command", "report r"])
     assert [shlex.split(c) for c in args.commands] == [["train", "a b.yaml", "x=1"], ["report", "r"]]
-    assert dockersmoke.main(["--command", "report r", "--shared", str(tmp_path / "o")]) == 2
+    assert docker_smoke.main(["--command", "report r", "--shared", str(tmp_path / "o")]) == 2

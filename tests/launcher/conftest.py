@@ -1,4 +1,4 @@
-"""A real one-node Slurm cluster for the launcher tests (tools/slurm/cluster.py).
+"""A real one-node Slurm cluster for the launcher tests (tools/slurm, its cluster.py).
 
 The session-scoped ``slurm_cluster`` fixture installs Debian's slurm + munge if needed
 (tools/slurm/install.sh, root + apt), starts slurmctld/slurmd on free non-default ports in a
@@ -16,9 +16,11 @@ installed but does not come up is always an error, with the daemons' log tails.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -28,7 +30,8 @@ from typing import Dict, Iterable, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_PY = REPO / "tools" / "slurm" / "cluster.py"
+SLURM_TOOLS = REPO / "tools" / "slurm"
+SLURM_TOOLS_PACKAGE = "hmkd_tools_slurm"
 
 TERMINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
@@ -37,11 +40,16 @@ TERMINAL_STATES = frozenset({
 
 
 def _load_cluster_module():
-    spec = importlib.util.spec_from_file_location("hmkd_tools_slurm_cluster", str(CLUSTER_PY))
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+    """tools/slurm/cluster.py, with tools/slurm loaded as a package by path: not on sys.path, where its
+    ``config`` module would clash with tests/config."""
+    if SLURM_TOOLS_PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(SLURM_TOOLS_PACKAGE, str(SLURM_TOOLS / "__init__.py"),
+                                                      submodule_search_locations=[str(SLURM_TOOLS)])
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[SLURM_TOOLS_PACKAGE] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(SLURM_TOOLS_PACKAGE + ".cluster")
 
 
 def _must_not_skip() -> bool:
@@ -136,7 +144,7 @@ class SlurmCluster:
             time.sleep(poll)
 
     def logs(self, n: int = 15) -> str:
-        return self._mod._logs_report(self._mod._paths(str(self.dir)))
+        return self._mod.logs(str(self.dir))
 
     def __repr__(self) -> str:
         return f"SlurmCluster(dir={str(self.dir)!r}, ports={self.info.get('ports')})"

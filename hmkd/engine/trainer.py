@@ -115,7 +115,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None):
         self.cfg = cfg
         self.run_dir = run_dir
-        self.run = RunDir(run_dir)
+        self.files = RunDir(run_dir)
         self.env = env or init_distributed(cfg.train.device)
         t = cfg.train
         seed_everything(t.seed, self.env.rank, t.deterministic)
@@ -126,7 +126,7 @@ class Trainer:
         student = build_model(cfg.model.name, self.num_classes, pretrained=cfg.model.pretrained,
                               pretrained_sha256=cfg.model.pretrained_sha256, **cfg.model.options)
         self.teacher = build_teacher(cfg, self.num_classes)
-        criterion = build_criterion(cfg.loss.terms, TermContext(student, self.teacher, cfg.loss.ignore_index))
+        criterion = build_criterion(cfg.loss.terms, TermContext(student, self.teacher, self.train_set.ignore_index))
         self.module = TrainableModule(student, criterion)
         self.teacher_logits = criterion.needs_teacher_logits
         if self.teacher is not None and not self.teacher_logits:
@@ -150,7 +150,7 @@ class Trainer:
         self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=t.num_workers,
                                  pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0,
                                  generator=loader_rng)
-        self.checkpoints = CheckpointManager(self.run.checkpoints, keep=t.keep_checkpoints)
+        self.checkpoints = CheckpointManager(self.files.checkpoints, keep=t.keep_checkpoints)
         self.logger = MetricsLogger(run_dir, cfg.schedule.max_iters, enabled=self.env.is_main)
         self.step = 0
         self.epoch = 0
@@ -270,7 +270,7 @@ class Trainer:
         t, total_steps = self.cfg.train, self.cfg.schedule.max_iters
         if self.env.is_main:
             os.makedirs(self.run_dir, exist_ok=True)
-            atomic_write_text(self.run.config, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_text(self.files.config, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.resume()
         global_batch = t.batch_size * self.env.world_size * t.grad_accum
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
@@ -327,19 +327,19 @@ class Trainer:
     def finish(self) -> Dict[str, Any]:
         """Final evaluation, checkpoint, model.pth (the student alone, no alignment modules), eval.json, plots; the
         caller writes DONE after this."""
-        metrics = self.validate(out_dir=self.run.predictions)
+        metrics = self.validate(out_dir=self.files.predictions)
         self.save(metrics["mIoU"])
         if self.env.is_main:
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
                         "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
-            atomic_write_bytes(self.run.model, buffer.getvalue())
-            record = record_for(self.cfg, self.module.student, self.val_set, metrics, self.run.model, self.step,
+            atomic_write_bytes(self.files.model, buffer.getvalue())
+            record = record_for(self.cfg, self.module.student, self.val_set, metrics, self.files.model, self.step,
                                 self.elapsed())
-            record.write(self.run.eval_json)
+            record.write(self.files.eval_json)
             self.logger.message("final evaluation (%s split, %d images):\n%s" % (
                 self.cfg.eval.split, len(self.val_set), format_table(record)))
-            plot_run(self.run)
+            plot_run(self.files)
         return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
                 "train_seconds": round(self.elapsed(), 1)}
 

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import submitit
 
@@ -189,25 +189,29 @@ def select_stages(spec: PipelineSpec, only: Optional[Sequence[str]]) -> List[Sta
     return [s for s in ordered if s.name in only]
 
 
-def pending_jobs(spec: PipelineSpec, selected: Sequence[Stage]) -> Dict[str, List[Job]]:
-    """Every selected stage that is not DONE, with its jobs: all configs are checked before anything runs."""
-    return {stage.name: jobs(spec, stage) for stage in selected if not stage_done(spec, stage)}
+def pending_work(spec: PipelineSpec, only: Optional[Sequence[str]], actions: List[Dict[str, Any]], log
+                 ) -> Iterator[Tuple[Stage, List[Job]]]:
+    """The selected stages that are not DONE, in order, with their jobs; every config is checked before the first
+    is yielded. DONE stages are recorded in ``actions`` as skipped."""
+    selected = select_stages(spec, only)
+    work = {stage.name: jobs(spec, stage) for stage in selected if not stage_done(spec, stage)}
+    for stage in selected:
+        if stage.name in work:
+            yield stage, work[stage.name]
+        else:
+            actions.append({"stage": stage.name, "action": "skipped (DONE)"})
+            log("%-12s skipped: DONE" % stage.name)
 
 
 def submit_local(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=print) -> List[Dict[str, Any]]:
     """Run what is not done on this machine, stage after stage in order (submitit's local executor)."""
-    selected = select_stages(spec, only)
-    work = pending_jobs(spec, selected)
-    actions = []
-    for stage in selected:
-        if stage.name not in work:
-            actions.append({"stage": stage.name, "action": "skipped (DONE)"})
-            log("%-12s skipped: DONE" % stage.name)
-            continue
-        for parent in _undone_parents(spec, stage):  # run in order, so a selected parent is DONE by now
-            raise _missing_parent(stage, parent)
+    actions: List[Dict[str, Any]] = []
+    for stage, stage_jobs in pending_work(spec, only, actions, log):
+        missing = _undone_parents(spec, stage)  # stages run in order, so a selected parent is DONE by now
+        if missing:
+            raise _missing_parent(stage, missing[0])
         executor = local_executor(spec, stage)
-        for job_payload in work[stage.name]:
+        for job_payload in stage_jobs:
             job = executor.submit(job_payload)
             write_state(spec, stage, [str(job.job_id)], "local")
             log("%-12s running locally (job %s, logs in %s)" % (stage.name, job.job_id, job.paths.folder))
@@ -224,15 +228,9 @@ def submit_local(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=p
 def submit_slurm(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=print) -> List[Dict[str, Any]]:
     """Submit what is not done to Slurm, chained with afterok dependencies; queued or running stages are left
     alone. Returns one action per selected stage (skipped / already queued / submitted)."""
-    selected = select_stages(spec, only)
-    work = pending_jobs(spec, selected)
     jobs_of: Dict[str, List[str]] = {}
-    actions = []
-    for stage in selected:
-        if stage.name not in work:
-            actions.append({"stage": stage.name, "action": "skipped (DONE)"})
-            log("%-12s skipped: DONE" % stage.name)
-            continue
+    actions: List[Dict[str, Any]] = []
+    for stage, stage_jobs in pending_work(spec, only, actions, log):
         running = active_job_ids(read_state(spec, stage))
         if running:
             jobs_of[stage.name] = running
@@ -241,7 +239,6 @@ def submit_slurm(spec: PipelineSpec, only: Optional[Sequence[str]] = None, log=p
             continue
         dependency = _dependency(spec, stage, jobs_of)
         executor = slurm_executor(spec, stage, dependency)
-        stage_jobs = work[stage.name]
         submitted = executor.submit_array(stage_jobs) if stage.seeds else [executor.submit(stage_jobs[0])]
         ids = [str(j.job_id) for j in submitted]
         write_state(spec, stage, ids, "slurm")

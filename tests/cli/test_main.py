@@ -42,7 +42,7 @@ def test_flops_scale_with_input_area(capsys):
 
 @pytest.mark.parametrize("args,expected", [
     (["flops", "resnet9", "--num-classes", "3", "--size", "64x64"], "unknown model 'resnet9'"),
-    (["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "64by64"], "--size must look like"),
+    (["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "64by64"], "argument --size: sizes are HxW"),
 ])
 def test_bad_input_is_one_line_error(args, expected):
     result = run_cli(*args)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from hmkd.benchmarks.common import load_average, summarize, write_result
 from hmkd.data import build_dataset, sample_rng
-from hmkd.data.cityscapes import EVAL_LABEL_IDS
+from hmkd.data.cityscapes import EVAL_LABEL_IDS, IMAGE_SUFFIX, LABEL_SUFFIX
 
 TARGET = 1.3
 HEIGHT, WIDTH = 1024, 2048
@@ -66,8 +66,8 @@ def street_scene(seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
 def write_pair(root: str) -> Tuple[str, str]:
     """One image/label pair in the official Cityscapes layout under ``root``; returns their paths."""
     image, label = street_scene()
-    image_path = os.path.join(root, "leftImg8bit", "train", "bench", STEM + "_leftImg8bit.png")
-    label_path = os.path.join(root, "gtFine", "train", "bench", STEM + "_gtFine_labelIds.png")
+    image_path = os.path.join(root, "leftImg8bit", "train", "bench", STEM + IMAGE_SUFFIX)
+    label_path = os.path.join(root, "gtFine", "train", "bench", STEM + LABEL_SUFFIX % "labelIds")
     for path, array in ((image_path, image), (label_path, label)):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if not cv2.imwrite(path, array):

@@ -25,6 +25,7 @@ PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 
 EVAL_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 LABEL_TYPES = ("labelIds", "labelTrainIds")
 IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_%s.png"  # % label type
 
 
 def label_id_to_train_id() -> np.ndarray:
@@ -52,14 +53,14 @@ def cityscapes_samples(root: str, split: str, label_type: str = "labelIds") -> L
         raise DatasetError(["Cityscapes root %s does not exist; expected a directory holding leftImg8bit/ and gtFine/"
                             % root])
     image_dir, label_dir = os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split)
-    for directory, pattern in ((image_dir, "<city>/*" + IMAGE_SUFFIX), (label_dir, "<city>/*_gtFine_%s.png"
+    for directory, pattern in ((image_dir, "<city>/*" + IMAGE_SUFFIX), (label_dir, "<city>/*" + LABEL_SUFFIX
                                                                          % label_type)):
         if not os.path.isdir(directory):
             parent = os.path.dirname(directory)
             found = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
             raise DatasetError(["Cityscapes split directory %s does not exist; expected %s/%s (found splits: %s)"
                                 % (directory, directory, pattern, ", ".join(found) or "none")])
-    label_suffix = "_gtFine_%s.png" % label_type
+    label_suffix = LABEL_SUFFIX % label_type
     images, labels = {}, {}
     for city in sorted(os.listdir(image_dir)):
         if os.path.isdir(os.path.join(image_dir, city)):

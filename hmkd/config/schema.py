@@ -3,14 +3,45 @@
 Usage: cfg = load_config("configs/synthetic/deeplabv3_tiny.yaml", ["optim.lr=0.02"]); cfg.optim.lr
 
 Sections: model, data (hmkd.data.DataConfig), loss, optim, schedule, train, eval, and for distillation teacher.
-Each check raises ValueError naming the dotted key, so a typo stops the run before anything is built.
+Each check raises ValueError naming the dotted key, so a typo stops the run before anything is built: model and
+teacher options are checked against the model's options dataclass (hmkd.models registry), loss terms against their
+term's (hmkd.losses registry); both stay plain mappings of the keys given, which builders take as keyword options.
 """
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from hmkd.config.loader import load_yaml_config
-from hmkd.config.typed import check_choice, check_positive, from_dict, to_dict
-from hmkd.data import DataConfig
+from hmkd.config.typed import check_at_least, check_choice, check_positive, from_dict, given_options, parsed_by, to_dict
+from hmkd.data import IGNORE_INDEX, DataConfig
+from hmkd.losses.criterion import check_terms
+from hmkd.models import model_entry
+
+# Parameter-group patterns used to be matched against the trainer's names ("student.decode_head...").
+_OLD_STUDENT_PREFIX = re.compile(r"^(\^?)student\\\.")
+
+
+def _check_model_name(name: str) -> None:
+    try:
+        model_entry(name)
+    except ValueError as exc:
+        raise ValueError("name: %s" % exc)
+
+
+def _model_options(options: Any, section: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """``<section>.options`` checked as the options dataclass of the model the section names."""
+    try:
+        entry = model_entry(section["name"])
+    except ValueError:
+        return options  # the section's own check reports the unknown name
+    return given_options(entry.options, options, where)
+
+
+def _term_options(terms: Any, section: Dict[str, Any], where: str) -> Dict[str, Dict[str, Any]]:
+    """``loss.terms`` checked term by term (unknown terms, unknown keys, bad values), keeping the keys given."""
+    checked = check_terms(terms, where)
+    return {name: {key: getattr(checked[name], key) for key in terms[name] or {}} for name in terms}
 
 
 @dataclass
@@ -18,7 +49,10 @@ class ModelConfig:
     name: str
     pretrained: Optional[str] = None
     pretrained_sha256: Optional[str] = None
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict, metadata=parsed_by(_model_options))
+
+    def __post_init__(self):
+        _check_model_name(self.name)
 
 
 @dataclass
@@ -28,21 +62,44 @@ class TeacherConfig:
     name: str
     checkpoint: str
     checkpoint_sha256: Optional[str] = None
-    options: Dict[str, Any] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict, metadata=parsed_by(_model_options))
     amp: bool = False
+
+    def __post_init__(self):
+        _check_model_name(self.name)
 
 
 @dataclass
 class LossConfig:
-    ignore_index: int = 255
-    terms: Dict[str, Any] = field(default_factory=lambda: {"ce": {"weight": 1.0}})
+    """The void label is not configurable: it is the dataset's (``dataset.ignore_index``, hmkd.data.IGNORE_INDEX)."""
+
+    terms: Dict[str, Any] = field(default_factory=lambda: {"ce": {"weight": 1.0}}, metadata=parsed_by(_term_options))
+    retired_keys = {"ignore_index": (IGNORE_INDEX, "every dataset writes %d for void pixels and the loss terms read "
+                                                   "the dataset's ignore_index" % IGNORE_INDEX)}
 
 
 @dataclass
 class ParamGroupConfig:
+    """``match``: a regular expression searched in the student's own parameter names (``^decode_head\\.``)."""
+
     match: str
     lr_mult: float = 1.0
     weight_decay: Optional[float] = None
+
+    def __post_init__(self):
+        old = _OLD_STUDENT_PREFIX.match(self.match)
+        if old:
+            new = old.group(1) + self.match[old.end():]
+            warnings.warn("optim.param_groups match %r: patterns now match the student's own parameter names; "
+                          "write %r" % (self.match, new))
+            self.match = new
+        try:
+            re.compile(self.match)
+        except re.error as exc:
+            raise ValueError("match %r is not a regular expression: %s" % (self.match, exc))
+        check_at_least("lr_mult", self.lr_mult, 0.0)
+        if self.weight_decay is not None:
+            check_at_least("weight_decay", self.weight_decay, 0.0)
 
 
 @dataclass
@@ -58,9 +115,9 @@ class OptimConfig:
     no_decay_norm_and_bias: bool = False
 
     def __post_init__(self):
-        check_choice("optim.name", self.name, ("sgd", "adamw"))
-        check_positive("optim.lr", self.lr)
-        check_positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        check_choice("name", self.name, ("sgd", "adamw"))
+        check_positive("lr", self.lr)
+        check_at_least("weight_decay", self.weight_decay, 0.0)
 
 
 @dataclass
@@ -72,10 +129,10 @@ class ScheduleConfig:
     warmup_ratio: float = 1e-6
 
     def __post_init__(self):
-        check_positive("schedule.max_iters", self.max_iters)
-        check_positive("schedule.warmup_iters", self.warmup_iters, allow_zero=True)
+        check_positive("max_iters", self.max_iters)
+        check_at_least("warmup_iters", self.warmup_iters, 0)
         if not 0 <= self.min_lr_ratio < 1:
-            raise ValueError("schedule.min_lr_ratio must be in [0, 1), got %r" % self.min_lr_ratio)
+            raise ValueError("min_lr_ratio must be in [0, 1), got %r" % self.min_lr_ratio)
 
 
 @dataclass
@@ -94,10 +151,10 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "log_interval", "checkpoint_interval", "keep_checkpoints"):
-            check_positive("train." + name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("num_workers", "eval_interval", "seed"):
-            check_positive("train." + name, getattr(self, name), allow_zero=True)
-        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+            check_at_least(name, getattr(self, name), 0)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
 
 
 @dataclass
@@ -112,12 +169,12 @@ class EvalConfig:
     num_visualize: int = 4
 
     def __post_init__(self):
-        check_choice("eval.split", self.split, ("train", "val", "test"))
-        check_choice("eval.mode", self.mode, ("whole", "slide"))
+        check_choice("split", self.split, ("train", "val", "test"))
+        check_choice("mode", self.mode, ("whole", "slide"))
         if self.mode == "slide" and not (self.crop_size and self.stride):
-            raise ValueError("eval.mode=slide needs eval.crop_size and eval.stride ([h, w] each)")
+            raise ValueError("mode=slide also needs crop_size and stride ([h, w] each)")
         if not self.scales or min(self.scales) <= 0:
-            raise ValueError("eval.scales must be a non-empty list of positive numbers, got %r" % (self.scales,))
+            raise ValueError("scales must be a non-empty list of positive numbers, got %r" % (self.scales,))
 
 
 @dataclass

@@ -22,11 +22,15 @@ Keys (all optional except ``name``; a key that the chosen dataset does not use i
     normalize         imagenet_rgb (default; RGB, ImageNet mean/std) | bgr_mean (CIRKD: BGR, mean only)
     validate          none | quick (default: files exist and pair up) | full (decode every file); true = full
     validate_workers  threads for full validation (default 8)
+
+The section is checked by hmkd.config.typed like every other: an unknown key fails with the closest valid one and
+errors carry the full path (``data.crop_size must be ...``).
 """
 import dataclasses
 import warnings
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
+from hmkd.config.typed import from_dict
 from hmkd.data.base import SegDataset
 from hmkd.data.camvid import CamVidDataset
 from hmkd.data.cityscapes import LABEL_TYPES, CityscapesDataset
@@ -71,13 +75,13 @@ class DataConfig:
     scale_step: float = 0.1
     flip: bool = True
     normalize: str = "imagenet_rgb"
-    validate: str = "quick"
+    validate: Union[str, bool] = "quick"
     validate_workers: int = 8
 
     def __post_init__(self):
         def need(ok: bool, field: str, expected: str) -> None:
             if not ok:
-                raise ValueError("data.%s must be %s, got %r" % (field, expected, getattr(self, field)))
+                raise ValueError("%s must be %s, got %r" % (field, expected, getattr(self, field)))
 
         if isinstance(self.validate, bool):  # YAML's `validate: true` means the thorough check
             self.validate = "full" if self.validate else "none"
@@ -102,19 +106,15 @@ class DataConfig:
             need(bool(self.root), "root", "the dataset directory for name=%s" % self.name)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "DataConfig":
-        """Unknown keys raise, keys the chosen dataset ignores warn: both are usually typos or a wrong ``name``."""
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ValueError("unknown data config keys %s; valid keys: %s" % (", ".join(unknown), ", ".join(fields)))
-        if "name" not in data:
-            raise ValueError("data.name is required; one of %s" % ", ".join(DATASET_NAMES))
-        config = cls(**data)
-        ignored = sorted(set(data) - _USES[config.name])
+    def from_dict(cls, data: Dict[str, Any], where: str = "data") -> "DataConfig":
+        """hmkd.config.typed.from_dict for this section, for callers holding a plain ``data:`` mapping."""
+        return from_dict(cls, data, where)
+
+    def check_given_keys(self, keys: Sequence[str], where: str) -> None:
+        """Keys the chosen dataset ignores warn: they are usually typos of another key or a wrong ``name``."""
+        ignored = sorted(set(keys) - _USES[self.name])
         if ignored:
-            warnings.warn("data keys %s are ignored for name=%s" % (", ".join(ignored), config.name))
-        return config
+            warnings.warn("%s keys %s are ignored for name=%s" % (where or "data", ", ".join(ignored), self.name))
 
     def to_dict(self) -> Dict[str, Any]:
         """The keys this dataset uses, so a saved config reloads without 'ignored key' warnings."""

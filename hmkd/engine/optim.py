@@ -4,14 +4,25 @@ Usage:
     optimizer = build_optimizer(trainable_module, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule)     # step once per optimizer step
 
-Parameter groups are chosen by regular expressions on parameter names (first match wins), e.g.
-``{match: "^student\\.decode_head\\.", lr_mult: 10}``; the remaining parameters form the default group.
+Parameter groups are chosen by regular expressions searched in the student's own parameter names (first match
+wins), e.g. ``{match: "^decode_head\\.", lr_mult: 10}``; the remaining parameters, and the criterion's (alignment
+modules of distillation terms), form the default group (or the norm-and-bias group, with no_decay_norm_and_bias).
 """
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
+
+
+def student_named_parameters(module: nn.Module) -> Iterator[Tuple[Optional[str], nn.Parameter]]:
+    """``module.named_parameters()`` in its order, each name relative to the student; None for the parameters of
+    the trainer's criterion. A module without a ``student`` (a bare model) is the student itself."""
+    if getattr(module, "student", None) is None:
+        yield from module.named_parameters()
+        return
+    for name, param in module.named_parameters():
+        yield (name[len("student."):] if name.startswith("student.") else None), param
 
 
 def build_param_groups(module: nn.Module, cfg) -> List[Dict[str, Any]]:
@@ -21,18 +32,24 @@ def build_param_groups(module: nn.Module, cfg) -> List[Dict[str, Any]]:
                 "weight_decay": cfg.weight_decay if g.weight_decay is None else g.weight_decay}
                for g in cfg.param_groups]
     no_decay = {"params": [], "lr_mult": 1.0, "weight_decay": 0.0, "name": "norm_and_bias"}
-    for name, param in module.named_parameters():
+    for name, param in student_named_parameters(module):
         if not param.requires_grad:
             continue
-        index = next((i + 1 for i, (pattern, _) in enumerate(patterns) if pattern.search(name)), 0)
+        index = 0 if name is None else _first_match(patterns, name)
         if index == 0 and cfg.no_decay_norm_and_bias and param.ndim <= 1:
             no_decay["params"].append(param)
         else:
             groups[index]["params"].append(param)
     for (pattern, _), group in zip(patterns, groups[1:]):
         if not group["params"]:
-            raise ValueError("optim.param_groups: pattern %r matches no trainable parameter" % pattern.pattern)
+            raise ValueError("optim.param_groups: pattern %r matches no trainable parameter of the student"
+                             % pattern.pattern)
     return [g for g in groups + [no_decay] if g["params"]]
+
+
+def _first_match(patterns: List[Tuple[Any, Any]], name: str) -> int:
+    """1 + the index of the first pattern found in ``name``; 0 (the default group) when none is."""
+    return next((i + 1 for i, (pattern, _) in enumerate(patterns) if pattern.search(name)), 0)
 
 
 def build_optimizer(module: nn.Module, cfg) -> torch.optim.Optimizer:

@@ -5,7 +5,8 @@ Usage: spec = load_spec("jobs/smoke.yaml", sets=["root=/shared/runs"]); spec.ord
 A stage runs one of train / distill / compare with a config and overrides, on given resources, after the stages it
 depends on. ``inputs`` feed an upstream stage's outputs into the config (``teacher.checkpoint: teacher`` becomes
 ``teacher.checkpoint=<root>/<experiment>/teacher/model.pth``). ``seeds`` turn a stage into a job array with one run
-directory per seed. Everything is checked before anything is submitted; errors name the stage and the key.
+directory per seed. Everything is checked before anything is submitted (hmkd.config.typed, as experiment configs
+are); errors name the stage and the key the way ``--set`` addresses them: ``stages.hmkd.resources.nodes``.
 """
 import os
 import logging
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from hmkd.config.loader import deep_merge, parse_override, read_yaml
-from hmkd.config.typed import check_choice, from_dict
+from hmkd.config.typed import check_at_least, check_choice, check_positive, from_dict
 
 log = logging.getLogger(__name__)
 SIGNAL_DELAY_S = 90  # submitit's default --signal=USR2@90
@@ -39,9 +40,9 @@ class Environment:
     env: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        check_choice("environment.kind", self.kind, ("venv", "pyxis", "apptainer"))
+        check_choice("kind", self.kind, ("venv", "pyxis", "apptainer"))
         if self.kind != "venv" and not self.image:
-            raise ValueError("environment.image is required for environment.kind=%s" % self.kind)
+            raise ValueError("image is required for kind=%s" % self.kind)
 
 
 @dataclass
@@ -61,14 +62,13 @@ class Resources:
 
     def __post_init__(self):
         for name in ("nodes", "cpus_per_task"):
-            if getattr(self, name) < 1:
-                raise ValueError("%s must be >= 1, got %r" % (name, getattr(self, name)))
-        if self.gpus_per_node < 0 or self.max_requeues < 0:
-            raise ValueError("gpus_per_node and max_requeues must be >= 0")
-        if self.tasks_per_node is not None and self.tasks_per_node < 1:
-            raise ValueError("tasks_per_node must be >= 1, got %r" % self.tasks_per_node)
-        if self.mem_gb is not None and self.mem_gb <= 0:
-            raise ValueError("mem_gb must be > 0, got %r" % self.mem_gb)
+            check_at_least(name, getattr(self, name), 1)
+        for name in ("gpus_per_node", "max_requeues"):
+            check_at_least(name, getattr(self, name), 0)
+        if self.tasks_per_node is not None:
+            check_at_least("tasks_per_node", self.tasks_per_node, 1)
+        if self.mem_gb is not None:
+            check_positive("mem_gb", self.mem_gb)
         _ = self.time_minutes  # checks the format now, not at submission
 
     @property
@@ -104,14 +104,17 @@ class Stage:
 
     def __post_init__(self):
         if not _NAME.match(self.name):
-            raise ValueError("stage name %r must be letters, digits, '_', '-' or '.'" % self.name)
+            raise ValueError("name %r must be letters, digits, '_', '-' or '.'" % self.name)
         self.kind = OLD_KIND_NAMES.get(self.kind, self.kind)
-        check_choice("stages[%s].kind" % self.name, self.kind, STAGE_KINDS)
+        check_choice("kind", self.kind, STAGE_KINDS)
         if self.kind in TRAINING_KINDS and not self.config:
-            raise ValueError("stages[%s].config is required for kind=%s" % (self.name, self.kind))
+            raise ValueError("config is required for kind=%s" % self.kind)
         if self.kind == "compare" and not self.compare:
-            raise ValueError("stages[%s].compare must list the stages to evaluate" % self.name)
-        _ = self.override_values  # a malformed override fails at load time, naming itself
+            raise ValueError("compare must list the stages to evaluate")
+        try:
+            _ = self.override_values  # a malformed override fails at load time, naming itself
+        except ValueError as exc:
+            raise ValueError("overrides: %s" % exc)
 
     @property
     def override_values(self) -> Dict[str, Any]:
@@ -145,7 +148,7 @@ class PipelineSpec:
                                [("inputs", v.split("/")[0]) for v in stage.inputs.values()] + \
                                [("compare", c) for c in stage.compare]:
                 if needed not in names:
-                    raise ValueError("stages[%s].%s names unknown stage %r; stages are: %s"
+                    raise ValueError("stages.%s.%s names unknown stage %r; stages are: %s"
                                      % (stage.name, key, needed, ", ".join(names)))
         self.ordered_stages()
 
@@ -211,7 +214,7 @@ def load_spec(path: str, sets: Sequence[str] = ()) -> PipelineSpec:
             if not os.path.isfile(config):
                 config = _resolve(stage.config, base)
             if not os.path.isfile(config):
-                raise ValueError("%s: stages[%s].config %s does not exist" % (path, stage.name, stage.config))
+                raise ValueError("%s: stages.%s.config %s does not exist" % (path, stage.name, stage.config))
             stage.config = config
     return spec
 
@@ -227,10 +230,10 @@ def check_data_roots(spec: PipelineSpec) -> List[str]:
         try:
             cfg = load_config(stage.config, [o for o in stage.overrides if not o.startswith("teacher.checkpoint=")])
         except ValueError as exc:
-            raise ValueError("%s: stages[%s]: %s" % (spec.path, stage.name, exc))
+            raise ValueError("%s: stages.%s: %s" % (spec.path, stage.name, exc))
         root = cfg.data.root
         if root and not os.access(root, os.R_OK):
-            problems.append("stages[%s]: dataset root %s is not readable from this host" % (stage.name, root))
+            problems.append("stages.%s: dataset root %s is not readable from this host" % (stage.name, root))
     for problem in problems:
         log.warning("%s (fine if the cluster mounts it elsewhere)", problem)
     return problems

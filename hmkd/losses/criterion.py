@@ -1,41 +1,74 @@
 """The criterion: named, weighted loss terms chosen by the config, as one module saved with the student.
 
-A term is an ``nn.Module`` class registered under a name; it is built with ``build(options, context)`` from its
-config options and receives ``(student_out, labels, teacher_out)``. A term that reads the teacher sets
+A term is an ``nn.Module`` class registered under a name with the dataclass of its options (a
+:class:`TermOptions`, whose ``weight`` every term has); it is built with ``build(options, context, where)`` from
+its checked options and receives ``(student_out, labels, teacher_out)``. A term that reads the teacher sets
 ``needs_teacher = True``, and ``needs_teacher_logits = False`` when it reads only the teacher's features, so that
 the teacher's decode head is skipped when no term needs it. Terms with parameters (alignment modules)
 are trained in the student's optimizer and saved in checkpoints because the criterion is part of the trainable
 module; they are dropped from exported student weights.
 """
 import difflib
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type
 
 from torch import Tensor, nn
 
+from hmkd.config.typed import check_at_least, from_dict
 from hmkd.models.output import SegOutput
 
-_TERMS: Dict[str, Callable] = {}
+_TERMS: Dict[str, Tuple[Callable, Type]] = {}
 
 
 class TermContext(NamedTuple):
-    """What a term may need to size itself: declared features of both models (never a dummy forward)."""
+    """What a term may need to size itself: declared features of both models (never a dummy forward), and the
+    void label of the dataset's labels (``dataset.ignore_index``)."""
 
     student: nn.Module
     teacher: Optional[nn.Module]
     ignore_index: int
 
 
-def register_term(name: str):
+@dataclass
+class TermOptions:
+    """What every term takes: its ``weight`` in the total loss."""
+
+    weight: float = 1.0
+
+    def __post_init__(self):
+        check_at_least("weight", self.weight, 0.0)
+
+
+def register_term(name: str, options: Type[TermOptions] = TermOptions):
     def wrap(cls):
         if name in _TERMS:
             raise ValueError("loss term %r registered twice" % name)
-        _TERMS[name] = cls
+        _TERMS[name] = (cls, options)
         return cls
     return wrap
 
 
 def list_terms() -> List[str]:
     return sorted(_TERMS)
+
+
+def term_options(name: str, where: str = "loss.terms") -> Type[TermOptions]:
+    """The options dataclass of term ``name``; an unknown name fails with the closest registered one."""
+    if name not in _TERMS:
+        close = difflib.get_close_matches(name, list(_TERMS), n=1)
+        hint = " (did you mean %r?)" % close[0] if close else ""
+        raise ValueError("unknown loss term %s.%s%s; valid terms: %s" % (where, name, hint, ", ".join(list_terms())))
+    return _TERMS[name][1]
+
+
+def check_terms(terms_cfg: Dict[str, Any], where: str = "loss.terms") -> Dict[str, TermOptions]:
+    """``terms_cfg`` (name -> options mapping) checked term by term, each at its own path ``where.name``."""
+    if not isinstance(terms_cfg, dict):
+        raise ValueError("config key %r must be a mapping of term names to options, got %r" % (where, terms_cfg))
+    if not terms_cfg:
+        raise ValueError("%s is empty; give at least ce: {weight: 1.0}" % where)
+    return {name: from_dict(term_options(name, where), options or {}, "%s.%s" % (where, name))
+            for name, options in terms_cfg.items()}
 
 
 class Criterion(nn.Module):
@@ -61,25 +94,14 @@ class Criterion(nn.Module):
 
 def build_criterion(terms_cfg: Dict[str, Dict[str, Any]], context: TermContext) -> Criterion:
     """``terms_cfg``: name -> options (``weight`` plus the term's own keys), e.g. {"ce": {"weight": 1.0}}."""
-
-    if not terms_cfg:
-        raise ValueError("loss.terms is empty; give at least ce: {weight: 1.0}")
     terms, weights = {}, {}
-    for name, options in terms_cfg.items():
-        if name not in _TERMS:
-            close = difflib.get_close_matches(name, list(_TERMS), n=1)
-            hint = " (did you mean %r?)" % close[0] if close else ""
-            raise ValueError("unknown loss term loss.terms.%s%s; valid terms: %s"
-                             % (name, hint, ", ".join(list_terms())))
-        options = dict(options or {})
-        weight = options.pop("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError("loss.terms.%s.weight must be a number >= 0, got %r" % (name, weight))
-        cls = _TERMS[name]
+    for name, options in check_terms(terms_cfg).items():
+        cls = _TERMS[name][0]
+        where = "loss.terms.%s" % name
         if getattr(cls, "needs_teacher", False) and context.teacher is None:
-            raise ValueError("loss.terms.%s needs a teacher; set teacher.checkpoint (hmkd distill)" % name)
-        terms[name] = cls.build(options, context, "loss.terms.%s" % name)
-        weights[name] = float(weight)
+            raise ValueError("%s needs a teacher; set teacher.checkpoint (hmkd distill)" % where)
+        terms[name] = cls.build(options, context, where)
+        weights[name] = options.weight
     if getattr(context.student, "aux_head", None) is not None and "aux_ce" not in terms:
         raise ValueError("model.options.aux_head is true but loss.terms has no aux_ce: the auxiliary head would never "
                          "train (and DDP would stop on its unused parameters); add aux_ce or set aux_head=false")

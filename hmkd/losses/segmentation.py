@@ -3,12 +3,12 @@
 Logits come at a reduced resolution (1/4 or 1/8) and are upsampled bilinearly to the label size first, as in
 CIRKD, so every labelled pixel counts once.
 """
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmkd.losses.criterion import TermContext, register_term
+from hmkd.losses.criterion import TermContext, TermOptions, register_term
 from hmkd.models.output import SegOutput
 
 
@@ -18,11 +18,6 @@ def upsampled_ce(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
     return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
 
 
-def _no_options(options: Dict[str, Any], where: str) -> None:
-    if options:
-        raise ValueError("unknown config key %s.%s; this term takes only weight" % (where, sorted(options)[0]))
-
-
 @register_term("ce")
 class CrossEntropyTerm(nn.Module):
     def __init__(self, ignore_index: int):
@@ -30,8 +25,7 @@ class CrossEntropyTerm(nn.Module):
         self.ignore_index = ignore_index
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "CrossEntropyTerm":
-        _no_options(options, where)
+    def build(cls, options: TermOptions, context: TermContext, where: str) -> "CrossEntropyTerm":
         return cls(context.ignore_index)
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
@@ -43,8 +37,7 @@ class AuxCrossEntropyTerm(CrossEntropyTerm):
     """Needs a model built with ``aux_head: true``; checked at build time, not at the first step."""
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "AuxCrossEntropyTerm":
-        _no_options(options, where)
+    def build(cls, options: TermOptions, context: TermContext, where: str) -> "AuxCrossEntropyTerm":
         if getattr(context.student, "aux_head", None) is None:
             raise ValueError("%s needs a model with an auxiliary head; set model.options.aux_head=true or remove "
                              "the term" % where)

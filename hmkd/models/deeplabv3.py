@@ -2,11 +2,14 @@
 
 Usage: model = build_model("deeplabv3_r18", num_classes=19, aux_head=True); out = model(images_bchw)
 
+Options (``model.options``): see :class:`DeepLabV3Options`.
+
 The ResNet is timm's (layer3 dilation 2, layer4 dilation 4 at output stride 8), whose parameter names are
 torchvision's, so ``resnet18-5c106cde.pth`` and friends load as they are. ``deep_stem=True`` gives the
 three-3x3-conv stem (3->64->64->128) of the ImageNet weights CIRKD/HMKD start from; :func:`checkpoint_filter_fn`
 renames that checkpoint layout (conv1/bn1/conv2/bn2/conv3/bn3) to timm's.
 """
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -14,8 +17,33 @@ import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
+from hmkd.config.typed import check_at_least, check_choice
 from hmkd.models.output import FeatureInfo, SegOutput
 from hmkd.models.registry import register_model
+
+
+@dataclass
+class DeepLabV3Options:
+    """``aspp_width``: ASPP and head width (None: 128 for ResNet-18/34, 256 for the Bottleneck ResNets);
+    ``aux_head``: the FCN head on stage 3 (needs the aux_ce loss term); ``deep_stem``: three 3x3 convs instead of
+    the 7x7 (the CIRKD/HMKD ImageNet weights); ``output_stride``: 8 (dilated, the papers'), 16 or 32."""
+
+    aspp_width: Optional[int] = None
+    aux_head: bool = False
+    deep_stem: bool = False
+    output_stride: int = 8
+    base_width: int = 64
+
+    def __post_init__(self):
+        if self.aspp_width is not None:
+            check_at_least("aspp_width", self.aspp_width, 1)
+        check_choice("output_stride", self.output_stride, (8, 16, 32))
+        check_at_least("base_width", self.base_width, 1)
+
+
+@dataclass
+class DeepLabV3TinyOptions(DeepLabV3Options):
+    aspp_width: Optional[int] = 16
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int, dilation: int = 1) -> nn.Sequential:
@@ -80,8 +108,6 @@ class DeepLabV3(nn.Module):
                  aspp_width: Optional[int] = None, aux_head: bool = False, deep_stem: bool = False,
                  output_stride: int = 8, base_width: int = 64):
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError("output_stride must be 8, 16 or 32, got %r" % (output_stride,))
         stem = dict(stem_type="deep", stem_width=64) if deep_stem else {}
         self.backbone = ResNet(block=block, layers=list(layers), num_classes=0, global_pool="",
                                output_stride=output_stride, base_width=base_width, **stem)
@@ -134,23 +160,22 @@ def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: DeepLabV3) -> Tup
     return model.backbone, state_dict
 
 
-@register_model
+@register_model("cnn", DeepLabV3Options, checkpoint_filter_fn)
 def deeplabv3_r18(num_classes: int, **options) -> DeepLabV3:
     return DeepLabV3(num_classes, BasicBlock, (2, 2, 2, 2), **options)
 
 
-@register_model
+@register_model("cnn", DeepLabV3Options, checkpoint_filter_fn)
 def deeplabv3_r50(num_classes: int, **options) -> DeepLabV3:
     return DeepLabV3(num_classes, Bottleneck, (3, 4, 6, 3), **options)
 
 
-@register_model
+@register_model("cnn", DeepLabV3Options, checkpoint_filter_fn)
 def deeplabv3_r101(num_classes: int, **options) -> DeepLabV3:
     return DeepLabV3(num_classes, Bottleneck, (3, 4, 23, 3), **options)
 
 
-@register_model
+@register_model("cnn", DeepLabV3TinyOptions, checkpoint_filter_fn)
 def deeplabv3_tiny(num_classes: int, **options) -> DeepLabV3:
-    """Test-sized: a ResNet with one BasicBlock per stage, same strides and head structure as R18."""
-    options.setdefault("aspp_width", 16)
+    """Test-sized: a ResNet with one BasicBlock per stage, same strides and head structure as R18 (ASPP width 16)."""
     return DeepLabV3(num_classes, BasicBlock, (1, 1, 1, 1), **options)

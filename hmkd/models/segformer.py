@@ -5,8 +5,10 @@ Usage: model = build_model("segformer_b4", num_classes=19); out = model(images_b
 Module names follow NVlabs' ``mix_transformer.py`` so their ImageNet encoders (``mit_b0.pth`` .. ``mit_b5.pth``)
 load without renaming; :func:`checkpoint_filter_fn` also reads Hugging Face ``SegformerForSemanticSegmentation``
 state dicts. Logits come at 1/4 of the input resolution; features are the four stage maps at strides 4/8/16/32.
+Options (``model.options`` / ``teacher.options``): see :class:`SegFormerOptions`.
 """
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -14,8 +16,38 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from hmkd.config.typed import check_at_least, check_choice
 from hmkd.models.output import FeatureInfo, SegOutput
 from hmkd.models.registry import register_model
+
+STAGE3_FEATURES = ("output", "attn_mean")
+
+
+@dataclass
+class SegFormerOptions:
+    """``decoder_dim``: all-MLP decoder width (None: the variant's, 256 for B0/B1, 768 above);
+    ``stage3_features``: ``attn_mean`` gives the mean of the stage-3 blocks' attention outputs instead of the stage
+    output as the third feature map (the HMKD authors' teacher features; logits are unchanged)."""
+
+    decoder_dim: Optional[int] = None
+    num_heads: Tuple[int, int, int, int] = (1, 2, 5, 8)
+    sr_ratios: Tuple[int, int, int, int] = (8, 4, 2, 1)
+    drop_path_rate: float = 0.1
+    decoder_dropout: float = 0.1
+    norm_eps: float = 1e-6
+    stage3_features: str = "output"
+
+    def __post_init__(self):
+        if self.decoder_dim is not None:
+            check_at_least("decoder_dim", self.decoder_dim, 1)
+        for name in ("drop_path_rate", "decoder_dropout"):
+            check_at_least(name, getattr(self, name), 0.0)
+        check_choice("stage3_features", self.stage3_features, STAGE3_FEATURES)
+
+
+@dataclass
+class SegFormerTinyOptions(SegFormerOptions):
+    num_heads: Tuple[int, int, int, int] = (1, 2, 3, 4)
 
 
 def tokens_to_map(tokens_bnc: Tensor, height: int, width: int) -> Tensor:
@@ -210,8 +242,6 @@ class SegFormer(nn.Module):
                  drop_path_rate: float = 0.1, decoder_dropout: float = 0.1, norm_eps: float = 1e-6,
                  stage3_features: str = "output"):
         super().__init__()
-        if stage3_features not in ("output", "attn_mean"):
-            raise ValueError("stage3_features must be 'output' or 'attn_mean', got %r" % (stage3_features,))
         self.stage3_features = stage3_features
         self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios,
                                              drop_path_rate=drop_path_rate, norm_eps=norm_eps)
@@ -313,43 +343,42 @@ _VARIANTS = {
 }
 
 
-def _create(variant: str, num_classes: int, **options) -> SegFormer:
-    embed_dims, depths, decoder_dim = _VARIANTS[variant]
-    if variant == "tiny":
-        options.setdefault("num_heads", (1, 2, 3, 4))
-    return SegFormer(num_classes, embed_dims, depths, options.pop("decoder_dim", decoder_dim), **options)
+def _create(variant: str, num_classes: int, decoder_dim: Optional[int] = None, **options) -> SegFormer:
+    embed_dims, depths, variant_decoder_dim = _VARIANTS[variant]
+    return SegFormer(num_classes, embed_dims, depths, decoder_dim or variant_decoder_dim, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b0(num_classes: int, **options) -> SegFormer:
     return _create("b0", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b1(num_classes: int, **options) -> SegFormer:
     return _create("b1", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b2(num_classes: int, **options) -> SegFormer:
     return _create("b2", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b3(num_classes: int, **options) -> SegFormer:
     return _create("b3", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b4(num_classes: int, **options) -> SegFormer:
     return _create("b4", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerOptions, checkpoint_filter_fn)
 def segformer_b5(num_classes: int, **options) -> SegFormer:
     return _create("b5", num_classes, **options)
 
 
-@register_model
+@register_model("transformer", SegFormerTinyOptions, checkpoint_filter_fn)
 def segformer_tiny(num_classes: int, **options) -> SegFormer:
+    """Test-sized: every stage, spatial reduction and the decoder, at widths 8-32 and heads (1, 2, 3, 4)."""
     return _create("tiny", num_classes, **options)

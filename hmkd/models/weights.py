@@ -4,14 +4,13 @@ Usage: report = load_pretrained(model, "weights/resnet18-5c106cde.pth", sha256=N
 
 Reads torchvision ResNet checkpoints, NVlabs MiT encoders, Hugging Face SegFormer state dicts, mmcv-style
 ``{"state_dict": ...}`` files and this project's own checkpoints (``{"model": ...}``; from a training checkpoint
-only the student's weights). Each model family's
-``checkpoint_filter_fn`` decides whether the file fills the backbone or the whole model. Missing and unexpected
+only the student's weights). The ``checkpoint_filter_fn`` that ``build_model`` records on the model (from its
+registry entry) decides whether the file fills the backbone or the whole model. Missing and unexpected
 keys are reported; a shape mismatch or an unreadable file stops with an error naming the file and the keys.
 """
 import hashlib
 import logging
 import os
-import sys
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
@@ -74,7 +73,7 @@ def load_pretrained(model: nn.Module, path: str, sha256: Optional[str] = None, s
     ``strict`` turns missing or unexpected keys into errors (used for this project's own checkpoints).
     """
     state = read_state_dict(path, sha256)
-    filter_fn: Callable = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    filter_fn: Optional[Callable] = getattr(model, "checkpoint_filter_fn", None)
     target, state = filter_fn(state, model) if filter_fn else (model, state)
     target_name = "model" if target is model else "backbone"
     own = target.state_dict()

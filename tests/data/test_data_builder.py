@@ -12,8 +12,11 @@ def test_unknown_name_lists_the_valid_names():
 
 
 def test_unknown_key_and_ignored_key():
-    with pytest.raises(ValueError, match="unknown data config keys crop; valid keys: name, root"):
+    with pytest.raises(ValueError, match=r"unknown config key 'data\.crop'; did you mean 'data\.crop_size'\? "
+                                         r"valid keys here: class_names, crop_size"):
         build_dataset({"name": "synthetic", "crop": [8, 8]})
+    with pytest.raises(ValueError, match=r"config key 'data\.num_classes' must be an integer, got 'five'"):
+        build_dataset({"name": "synthetic", "num_classes": "five"})
     with pytest.warns(UserWarning, match="data keys label_type, root are ignored for name=synthetic"):
         DataConfig.from_dict({"name": "synthetic", "root": "/x", "label_type": "labelIds"})
     with pytest.raises(ValueError, match="data.num_classes must be set for name=list"):

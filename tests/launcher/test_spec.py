@@ -53,21 +53,35 @@ def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("stages,expected", [
     ([stage("a"), stage("a")], "stage names must be unique; repeated: a"),
-    ([stage("a", depends_on=["b"])], "stages[a].depends_on names unknown stage 'b'"),
+    ([stage("a", depends_on=["b"])], "stages.a.depends_on names unknown stage 'b'"),
     ([stage("a", depends_on=["b"]), stage("b", depends_on=["a"])], "cycle: a -> b -> a"),
-    ([stage("a", kind="export")], "stages[a].kind must be one of 'train', 'distill', 'compare'"),
-    ([stage("a", config="configs/nope.yaml")], "stages[a].config configs/nope.yaml does not exist"),
-    ([stage("a", resources={"time": "90 minutes"})], "time must look like HH:MM"),
-    ([stage("a", resources={"time": "00:02:00"})], "time must be at least 00:03:00, got '00:02:00'"),
-    ([stage("a", resources={"nodes": 0})], "nodes must be >= 1"),
-    ([stage("a", resources={"gpu_per_node": 4})], "did you mean 'stages[0].resources.gpus_per_node'"),
-    ([{"name": "e", "kind": "eval"}], "stages[e].compare must list the stages"),
+    ([stage("a", kind="export")], "stages.a.kind must be one of 'train', 'distill', 'compare'"),
+    ([stage("a", config="configs/nope.yaml")], "stages.a.config configs/nope.yaml does not exist"),
+    ([stage("a", resources={"time": "90 minutes"})], "stages.a.resources.time must look like HH:MM"),
+    ([stage("a", resources={"time": "00:02:00"})], "stages.a.resources.time must be at least 00:03:00, got '00:02:00'"),
+    ([stage("a", resources={"nodes": 0})], "stages.a.resources.nodes must be >= 1, got 0"),
+    ([stage("a", resources={"mem_gb": 0})], "stages.a.resources.mem_gb must be > 0, got 0.0"),
+    ([stage("a", resources={"gpu_per_node": 4})], "unknown config key 'stages.a.resources.gpu_per_node'; "
+                                                  "did you mean 'stages.a.resources.gpus_per_node'"),
+    ([stage("a", overrides=["optim.lr"])], "stages.a.overrides: override 'optim.lr' must look like key.sub=value"),
+    ([{"name": "e", "kind": "eval"}], "stages.e.compare must list the stages"),
+    ([stage("a")], "environment.image is required for kind=pyxis"),
 ])
 def test_errors_name_stage_and_key(tmp_path, monkeypatch, stages, expected):
     monkeypatch.chdir(__import__("runner").REPO)
+    environment = {"kind": "pyxis"} if "pyxis" in expected else {}
     with pytest.raises(ValueError) as err:
-        load_spec(write_spec(tmp_path, stages))
+        load_spec(write_spec(tmp_path, stages, environment=environment))
     assert expected in str(err.value) and "spec.yaml" in str(err.value)
+
+
+def test_set_errors_address_the_stage_by_name(tmp_path, monkeypatch):
+    """The path in the message is the one --set takes, said once."""
+    monkeypatch.chdir(__import__("runner").REPO)
+    path = write_spec(tmp_path, [stage("a"), stage("hmkd")])
+    with pytest.raises(ValueError) as err:
+        load_spec(path, ["stages.hmkd.resources.nodes=0"])
+    assert str(err.value) == "%s: stages.hmkd.resources.nodes must be >= 1, got 0" % path
 
 
 def test_set_overrides_top_level_and_stage_keys(tmp_path, monkeypatch):

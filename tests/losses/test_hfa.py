@@ -165,6 +165,18 @@ def test_auto_context_goes_to_the_cnn_side(tiny_models, make_criterion, student_
     assert term.context_sides == sides
 
 
+def test_auto_context_follows_the_registered_family(monkeypatch, make_criterion, tiny_models):
+    """The family comes from the model registry through build_model: a SegFormer registered as a CNN gets the
+    context, so no class-name table decides."""
+    from hmkd.models import build_model, model_entry, registry
+
+    monkeypatch.setitem(registry._MODELS, "segformer_tiny_cnn", model_entry("segformer_tiny")._replace(family="cnn"))
+    student = build_model("segformer_tiny_cnn", 5)
+    assert student.family == "cnn"
+    term = make_criterion({"hfa": {}}, student, tiny_models["segformer"]).terms["hfa"]
+    assert term.context_sides == ("student",)
+
+
 def test_auto_context_refuses_an_unknown_family_but_explicit_works(tiny_models, make_criterion):
     mystery = _Mystery(tiny_models["deeplab"])
     with pytest.raises(ValueError, match=r"loss\.terms\.hfa\.context_on"):

@@ -23,6 +23,32 @@ def test_bad_key_or_value_names_its_config_path(tiny_models, make_criterion, nam
         make_criterion({"ce": {}, name: {"weight": 1.0, key: value}}, tiny_models["deeplab"], tiny_models["segformer"])
 
 
+@pytest.mark.parametrize("terms,expected", [
+    ({"hfa": {"chunk_size": 0}}, "loss.terms.hfa.chunk_size must be >= 1, got 0"),
+    ({"hfa": {"chunks": 8}}, "unknown config key 'loss.terms.hfa.chunks'; did you mean 'loss.terms.hfa.chunk_size'? "
+                             "valid keys here: align_corners, chunk_size, context_on, stage, weight"),
+    ({"ce": {"wieght": 1.0}}, "unknown config key 'loss.terms.ce.wieght'; did you mean 'loss.terms.ce.weight'? "
+                              "valid keys here: weight"),
+    ({"kd": {"weight": -1}}, "loss.terms.kd.weight must be >= 0.0, got -1.0"),
+    ({"kd": {"weight": "1"}}, "config key 'loss.terms.kd.weight' must be a number, got '1'"),
+    ({"gla": {"stage": 4}}, "loss.terms.gla.stage must be a stage index below 4"),
+    ({"hfaa": {}}, "unknown loss term loss.terms.hfaa (did you mean 'hfa'?)"),
+    ({}, "loss.terms is empty"),
+])
+def test_messages_carry_the_full_path_once(tiny_models, make_criterion, terms, expected):
+    with pytest.raises(ValueError) as err:
+        make_criterion(terms, tiny_models["deeplab"], tiny_models["segformer"])
+    assert str(err.value).startswith(expected)
+    assert str(err.value).count("loss.terms") == 1 or expected.startswith("unknown config key")
+
+
+def test_weight_and_options_reach_the_term(tiny_models, make_criterion):
+    criterion = make_criterion({"ce": {}, "hfa": {"weight": 2, "chunk_size": 7, "context_on": "none"}},
+                               tiny_models["deeplab"], tiny_models["segformer"])
+    assert criterion.weights == {"ce": 1.0, "hfa": 2.0}
+    assert criterion.terms["hfa"].chunk_size == 7 and criterion.terms["hfa"].context_sides == ()
+
+
 @pytest.mark.parametrize("name", DISTILL_TERMS)
 def test_distillation_term_without_teacher_is_refused(tiny_models, name):
     with pytest.raises(ValueError, match=r"loss\.terms\.%s needs a teacher" % name):

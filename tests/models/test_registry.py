@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from hmkd.models import build_model, list_models
+from hmkd.models import build_model, deeplabv3, list_models, model_entry, register_model, segformer
 
 NUM_CLASSES = 3
 
@@ -49,6 +49,32 @@ def test_bad_options_and_classes_are_named():
         build_model("segformer_b0", 0)
     with pytest.raises(ValueError, match="deeplabv3_r18.*options"):
         build_model("deeplabv3_r18", 19, no_such_option=1)
+
+
+def test_options_are_checked_with_a_did_you_mean():
+    with pytest.raises(ValueError, match=r"'deeplabv3_tiny': unknown config key 'options\.aspp_widht'; "
+                                         r"did you mean 'options\.aspp_width'\?"):
+        build_model("deeplabv3_tiny", NUM_CLASSES, aspp_widht=8)
+    with pytest.raises(ValueError, match=r"options\.output_stride must be one of 8, 16, 32, got 4"):
+        build_model("deeplabv3_tiny", NUM_CLASSES, output_stride=4)
+    assert build_model("deeplabv3_tiny", NUM_CLASSES).decode_head.aspp.project[0][0].out_channels == 16
+    assert build_model("deeplabv3_tiny", NUM_CLASSES, aspp_width=8).decode_head.aspp.project[0][0].out_channels == 8
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_built_model_carries_its_registry_entry(name):
+    """Family and weight filter come from the registry, not from the class name or the class's module."""
+    entry = model_entry(name)
+    family, module = ("cnn", deeplabv3) if name.startswith("deeplabv3") else ("transformer", segformer)
+    assert entry.family == family and entry.checkpoint_filter_fn is module.checkpoint_filter_fn
+    if name.endswith("_tiny"):  # the full-size ones take seconds to build
+        model = build_model(name, NUM_CLASSES)
+        assert model.family == family and model.checkpoint_filter_fn is entry.checkpoint_filter_fn
+
+
+def test_register_refuses_an_unknown_family():
+    with pytest.raises(ValueError, match="model family must be one of cnn, transformer, got 'rnn'"):
+        register_model("rnn", deeplabv3.DeepLabV3Options)
 
 
 @pytest.mark.parametrize("name", ["segformer_tiny", "deeplabv3_tiny"])

@@ -60,6 +60,23 @@ def test_file_of_another_family_is_refused(tmp_path):
         build_model("deeplabv3_tiny", 3, pretrained=str(path))
 
 
+def test_the_registered_filter_decides_the_target(r18_file):
+    """load_pretrained asks the model for the filter build_model recorded; without one the file fills the model."""
+    path, state = r18_file
+    model = build_model("deeplabv3_tiny", 3)
+    calls = []
+
+    def spy(state_dict, target_model):
+        calls.append(target_model)
+        return model.backbone, state_dict
+
+    model.checkpoint_filter_fn = spy
+    assert load_pretrained(model, str(path)).target == "backbone" and calls == [model]
+    del model.checkpoint_filter_fn
+    with pytest.raises(WeightsError, match="no key of the model"):  # backbone keys lack the "backbone." prefix
+        load_pretrained(model, str(path))
+
+
 def test_sha256_is_checked(r18_file):
     path, state = r18_file
     good = hashlib.sha256(path.read_bytes()).hexdigest()

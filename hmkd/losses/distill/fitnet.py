@@ -6,17 +6,29 @@ The projection maps the student's width to the teacher's (CIRKD's regressor: con
 adds a BatchNorm after it). The teacher map is resized bilinearly to the student map's size, so a stride-16
 transformer stage can supervise a stride-8 CNN stage and vice versa.
 """
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmkd.losses.criterion import TermContext, register_term
-from hmkd.losses.distill.common import boolean, integer, parse_options, resize_to, stage_infos
+from hmkd.config.typed import check_at_least
+from hmkd.losses.criterion import TermContext, TermOptions, register_term
+from hmkd.losses.distill.common import resize_to, stage_infos
 from hmkd.models.output import SegOutput
 
 
-@register_term("fitnet")
+@dataclass
+class FitNetOptions(TermOptions):
+    stage: int = 2
+    bn: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least("stage", self.stage, 0)
+
+
+@register_term("fitnet", FitNetOptions)
 class FitNetTerm(nn.Module):
     needs_teacher = True
     needs_teacher_logits = False
@@ -30,10 +42,9 @@ class FitNetTerm(nn.Module):
         self.proj = nn.Sequential(*layers)
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "FitNetTerm":
-        opts = parse_options(options, where, {"stage": (2, integer(0)), "bn": (False, boolean)})
-        student, teacher = stage_infos(context, opts["stage"], where + ".stage")
-        return cls(opts["stage"], student.channels, teacher.channels, opts["bn"])
+    def build(cls, options: FitNetOptions, context: TermContext, where: str) -> "FitNetTerm":
+        student, teacher = stage_infos(context, options.stage, where + ".stage")
+        return cls(options.stage, student.channels, teacher.channels, options.bn)
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
         student_bchw = self.proj(student_out.features[self.stage])

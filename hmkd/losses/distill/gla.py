@@ -12,19 +12,36 @@ ceil-mode patch conv with zero padding), so every pixel belongs to a patch and t
 If the two stage maps differ in size (stages of different strides), the teacher map is resized bilinearly to the
 student's first, so both sides have the same tokens.
 """
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmkd.losses.criterion import TermContext, register_term
-from hmkd.losses.distill.common import choice, integer, parse_options, resize_to, stage_infos
+from hmkd.config.typed import check_at_least, check_choice
+from hmkd.losses.criterion import TermContext, TermOptions, register_term
+from hmkd.losses.distill.common import resize_to, stage_infos
 from hmkd.models.output import SegOutput
 
 # D: the widest stage-1 map of the model pairs here is 64 (MiT-B4, ResNet-18); 128 keeps every side's projection
 # at least as wide as its input while the M x M relations, not D, dominate the cost.
 DEFAULT_DIM = 128
+
+
+@dataclass
+class GLAOptions(TermOptions):
+    stage: int = 0
+    dim: int = DEFAULT_DIM
+    patch_size: int = 8
+    reduction: str = "mean"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least("stage", self.stage, 0)
+        check_at_least("dim", self.dim, 1)
+        check_at_least("patch_size", self.patch_size, 1)
+        check_choice("reduction", self.reduction, ("mean", "sum"))
 
 
 class PatchRelation(nn.Module):
@@ -50,7 +67,7 @@ class PatchRelation(nn.Module):
         return torch.softmax(scores_bmm.float() * self.scale, dim=-1)
 
 
-@register_term("gla")
+@register_term("gla", GLAOptions)
 class GLATerm(nn.Module):
     needs_teacher = True
     needs_teacher_logits = False
@@ -64,16 +81,10 @@ class GLATerm(nn.Module):
         self.teacher_relation = PatchRelation(teacher_channels, dim, patch_size)
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "GLATerm":
-        opts = parse_options(options, where, {
-            "stage": (0, integer(0)),
-            "dim": (DEFAULT_DIM, integer(1)),
-            "patch_size": (8, integer(1)),
-            "reduction": ("mean", choice("mean", "sum")),
-        })
-        student, teacher = stage_infos(context, opts["stage"], where + ".stage")
-        return cls(opts["stage"], student.channels, teacher.channels, opts["dim"], opts["patch_size"],
-                   opts["reduction"])
+    def build(cls, options: GLAOptions, context: TermContext, where: str) -> "GLATerm":
+        student, teacher = stage_infos(context, options.stage, where + ".stage")
+        return cls(options.stage, student.channels, teacher.channels, options.dim, options.patch_size,
+                   options.reduction)
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
         student_bchw = student_out.features[self.stage]

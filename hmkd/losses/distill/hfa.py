@@ -5,8 +5,8 @@ Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, context_on: auto, chunk_
 Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
 1. T is resized bilinearly to (h, w) and projected to Cs by a 1x1 conv.
 2. The CNN side gets the parameter-free global context (:mod:`global_context`), computed in query chunks.
-   ``context_on: auto`` picks the side(s) whose model is a CNN (DeepLabV3, or a model declaring
-   ``family = "cnn"``): the student for SegFormer -> DeepLabV3, the teacher for the reverse, both for CNN pairs,
+   ``context_on: auto`` picks the side(s) whose model is a CNN (the family the model registry gives it,
+   ``model.family``): the student for SegFormer -> DeepLabV3, the teacher for the reverse, both for CNN pairs,
    neither for transformer pairs. On the teacher side it acts on the projected map of step 1.
 3. Each side is refined by its own :class:`RRB`.
 4. :class:`OffsetHead` predicts a 2-channel offset (x then y) from G = S_refined * T_refined; its last conv
@@ -14,16 +14,35 @@ Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
 5. The refined teacher is warped by :func:`warp` (grid = identity + offset / (w, h)).
 6. The loss is the MSE between the warped teacher and the refined student.
 """
-from typing import Any, Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmkd.losses.criterion import TermContext, register_term
-from hmkd.losses.distill.common import boolean, choice, integer, model_family, parse_options, resize_to, stage_infos
+from hmkd.config.typed import check_at_least, check_choice
+from hmkd.losses.criterion import TermContext, TermOptions, register_term
+from hmkd.losses.distill.common import resize_to, stage_infos
 from hmkd.losses.distill.global_context import global_context
 from hmkd.models.output import SegOutput
+from hmkd.models.registry import model_family
+
+CONTEXT_SIDES = ("auto", "student", "teacher", "both", "none")
+
+
+@dataclass
+class HFAOptions(TermOptions):
+    stage: int = 2
+    context_on: str = "auto"
+    chunk_size: int = 1024
+    align_corners: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_at_least("stage", self.stage, 0)
+        check_choice("context_on", self.context_on, CONTEXT_SIDES)
+        check_at_least("chunk_size", self.chunk_size, 1)
 
 
 def warp(feat_bchw: Tensor, offset_b2hw: Tensor, align_corners: bool = True) -> Tensor:
@@ -108,7 +127,7 @@ def resolve_context_sides(context_on: str, student: nn.Module, teacher: nn.Modul
     return tuple(side for side in ("student", "teacher") if families[side] == "cnn")
 
 
-@register_term("hfa")
+@register_term("hfa", HFAOptions)
 class HFATerm(nn.Module):
     needs_teacher = True
     needs_teacher_logits = False
@@ -126,16 +145,11 @@ class HFATerm(nn.Module):
         self.offset_head = OffsetHead(student_channels)
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "HFATerm":
-        opts = parse_options(options, where, {
-            "stage": (2, integer(0)),
-            "context_on": ("auto", choice("auto", "student", "teacher", "both", "none")),
-            "chunk_size": (1024, integer(1)),
-            "align_corners": (True, boolean),
-        })
-        student, teacher = stage_infos(context, opts["stage"], where + ".stage")
-        sides = resolve_context_sides(opts["context_on"], context.student, context.teacher, where + ".context_on")
-        return cls(opts["stage"], student.channels, teacher.channels, sides, opts["chunk_size"], opts["align_corners"])
+    def build(cls, options: HFAOptions, context: TermContext, where: str) -> "HFATerm":
+        student, teacher = stage_infos(context, options.stage, where + ".stage")
+        sides = resolve_context_sides(options.context_on, context.student, context.teacher, where + ".context_on")
+        return cls(options.stage, student.channels, teacher.channels, sides, options.chunk_size,
+                   options.align_corners)
 
     def extra_repr(self) -> str:
         return "stage=%d, context_on=%s, chunk_size=%d, align_corners=%s" % (

@@ -7,14 +7,35 @@ Student logits may be at 1/8 and the teacher's at 1/4: the teacher logits are re
 logits' size (CIRKD's convention), so the student is never upsampled and every student logit counts once. Both
 terms read the teacher detached, compute in float32 and need the same number of classes on both sides.
 """
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmkd.losses.criterion import TermContext, register_term
-from hmkd.losses.distill.common import boolean, parse_options, positive_number, resize_to
+from hmkd.config.typed import check_positive
+from hmkd.losses.criterion import TermContext, TermOptions, register_term
+from hmkd.losses.distill.common import resize_to
 from hmkd.models.output import SegOutput
+
+
+@dataclass
+class KDOptions(TermOptions):
+    temperature: float = 1.0
+    ignore_void: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive("temperature", self.temperature)
+
+
+@dataclass
+class CWDOptions(TermOptions):
+    temperature: float = 4.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive("temperature", self.temperature)
 
 
 def paired_logits(student_out: SegOutput, teacher_out: SegOutput, where: str) -> Tuple[Tensor, Tensor]:
@@ -27,7 +48,7 @@ def paired_logits(student_out: SegOutput, teacher_out: SegOutput, where: str) ->
     return student_bkhw, resize_to(teacher_bkhw, student_bkhw.shape[2:])
 
 
-@register_term("kd")
+@register_term("kd", KDOptions)
 class KDTerm(nn.Module):
     """KL(softmax(t/T) || softmax(s/T)) * T^2 per pixel, averaged over the student logits' pixels.
 
@@ -45,9 +66,8 @@ class KDTerm(nn.Module):
         self.ignore_index = ignore_index
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "KDTerm":
-        opts = parse_options(options, where, {"temperature": (1.0, positive_number), "ignore_void": (False, boolean)})
-        return cls(opts["temperature"], opts["ignore_void"], context.ignore_index)
+    def build(cls, options: KDOptions, context: TermContext, where: str) -> "KDTerm":
+        return cls(options.temperature, options.ignore_void, context.ignore_index)
 
     def extra_repr(self) -> str:
         return "temperature=%g, ignore_void=%s" % (self.temperature, self.ignore_void)
@@ -66,7 +86,7 @@ class KDTerm(nn.Module):
         return (kl_bhw * valid_bhw).sum() / valid_bhw.sum().clamp(min=1.0) * temp ** 2
 
 
-@register_term("cwd")
+@register_term("cwd", CWDOptions)
 class CWDTerm(nn.Module):
     """Per class channel, softmax over positions at temperature T; KL(teacher || student) summed, * T^2 / (B*K).
 
@@ -80,9 +100,8 @@ class CWDTerm(nn.Module):
         self.temperature = temperature
 
     @classmethod
-    def build(cls, options: Dict[str, Any], context: TermContext, where: str) -> "CWDTerm":
-        opts = parse_options(options, where, {"temperature": (4.0, positive_number)})
-        return cls(opts["temperature"])
+    def build(cls, options: CWDOptions, context: TermContext, where: str) -> "CWDTerm":
+        return cls(options.temperature)
 
     def extra_repr(self) -> str:
         return "temperature=%g" % self.temperature

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from typing import List, Optional
 
 from hmkd import __version__
@@ -39,11 +40,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # user mistakes, NaN losses: one line
         print("hmkd %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning is a line for the user, not a source location with code under it."""
+    return "%s: %s\n" % (category.__name__, message)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def input_values(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
         name, _, filename = source.partition("/")
         upstream = spec.stage(name)
         if upstream.seeds and not filename:
-            raise ValueError("stages[%s].inputs.%s: stage %s has seeds; name one run, e.g. %s/seed_%d/model.pth"
+            raise ValueError("stages.%s.inputs.%s: stage %s has seeds; name one run, e.g. %s/seed_%d/model.pth"
                              % (stage.name, key, name, name, upstream.seeds[0]))
         path = os.path.join(spec.stage_dir(name), filename) if filename else RunDir(spec.stage_dir(name)).model
         values = deep_merge(values, nested(key, path))
@@ -73,12 +73,12 @@ def jobs(spec: PipelineSpec, stage: Stage) -> List[Job]:
         try:
             cfg = config_from_dict(deep_merge(load_yaml_config(stage.config), seeded))
         except (ValueError, FileNotFoundError) as exc:
-            raise ValueError("%s: stages[%s]: %s" % (spec.path, stage.name, exc))
+            raise ValueError("%s: stages.%s: %s" % (spec.path, stage.name, exc))
         if stage.kind == "distill" and cfg.teacher is None:
-            raise ValueError("%s: stages[%s] is kind=distill but its config has no teacher section"
+            raise ValueError("%s: stages.%s is kind=distill but its config has no teacher section"
                              % (spec.path, stage.name))
         if stage.resources.gpus_per_node == 0 and cfg.train.device == "cuda":
-            raise ValueError("%s: stages[%s] asks for train.device=cuda with resources.gpus_per_node=0"
+            raise ValueError("%s: stages.%s asks for train.device=cuda with resources.gpus_per_node=0"
                              % (spec.path, stage.name))
         out.append(TrainJob(run.path, cfg.to_dict(), env))
     return out

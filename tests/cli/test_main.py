@@ -73,3 +73,11 @@ def test_data_command_checks_and_writes_the_list(tmp_path):
     cv2.imwrite(str(root / "trainannot" / "f1.png"), np.full((8, 12), 40, np.uint8))
     bad = run_cli("data", str(config))
     assert bad.returncode == 2 and "f1.png" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_warnings_are_one_line_without_source(tmp_path):
+    result = run_cli("train", "configs/synthetic/deeplabv3_student.yaml", "data.root=/nowhere", "schedule.max_iters=0",
+                     "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "UserWarning: data keys root are ignored for name=synthetic\n" in result.stderr
+    assert "warnings.warn" not in result.stderr and ".py:" not in result.stderr

@@ -1,6 +1,6 @@
 """The experiment config: typed sections with their defaults and value checks.
 
-Usage: cfg = load_config("configs/synthetic/deeplabv3_tiny.yaml", ["optim.lr=0.02"]); cfg.optim.lr
+Usage: cfg = load_config("configs/synthetic/deeplabv3_student.yaml", ["optim.lr=0.02"]); cfg.optim.lr
 
 Sections: model, data (hmkd.data.DataConfig), loss, optim, schedule, train, eval, and for distillation teacher.
 Each check raises ValueError naming the dotted key, so a typo stops the run before anything is built: model and

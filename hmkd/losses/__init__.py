@@ -1,7 +1,7 @@
 """Loss terms composed from the config into one criterion; learnable terms train with the student.
 
 Usage:
-    criterion = build_criterion(cfg.loss, student=model, teacher=None)
+    criterion = build_criterion(cfg.loss.terms, TermContext(student, teacher, dataset.ignore_index))
     terms = criterion(student_out, labels, teacher_out)   # {"ce": weighted tensor, ...}; total = sum(terms.values())
 """
 from hmkd.losses.criterion import Criterion, build_criterion, list_terms, register_term

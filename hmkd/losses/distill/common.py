@@ -1,16 +1,14 @@
-"""What the distillation terms share: stage lookup against the models' declared features, and resizing.
+"""What the distillation terms share: stage lookup against the models' declared features.
 
 Usage:
     info_s, info_t = stage_infos(context, options.stage, where + ".stage")
-    teacher_bchw = resize_to(teacher_bchw, student_bchw.shape[2:])
 
 Term options are dataclasses (hmkd.losses.criterion.TermOptions and its subclasses), checked by
 hmkd.config.typed; a model's family comes from the model registry (hmkd.models.model_family).
 """
 from typing import Sequence, Tuple
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from hmkd.losses.criterion import TermContext
 from hmkd.models.output import FeatureInfo
@@ -34,10 +32,3 @@ def stage_infos(context: TermContext, stage: int, path: str) -> Tuple[FeatureInf
         raise ValueError("%s must be a stage index below %d (the models declare %d and %d stages), got %d"
                          % (path, count, len(student), len(teacher), stage))
     return student[stage], teacher[stage]
-
-
-def resize_to(x_bchw: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear (align_corners=False, as the decoders here) to ``size``; a no-op when the size already matches."""
-    if tuple(x_bchw.shape[2:]) == tuple(size):
-        return x_bchw
-    return F.interpolate(x_bchw, size=tuple(size), mode="bilinear", align_corners=False)

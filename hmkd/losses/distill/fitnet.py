@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
-from hmkd.losses.distill.common import resize_to, stage_infos
+from hmkd.losses.distill.common import stage_infos
 from hmkd.models.output import SegOutput
+from hmkd.resize import resize_to
 
 
 @dataclass

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
-from hmkd.losses.distill.common import resize_to, stage_infos
+from hmkd.losses.distill.common import stage_infos
 from hmkd.models.output import SegOutput
+from hmkd.resize import resize_to
 
 # D: the widest stage-1 map of the model pairs here is 64 (MiT-B4, ResNet-18); 128 keeps every side's projection
 # at least as wide as its input while the M x M relations, not D, dominate the cost.

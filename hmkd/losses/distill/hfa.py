@@ -23,10 +23,11 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
-from hmkd.losses.distill.common import resize_to, stage_infos
+from hmkd.losses.distill.common import stage_infos
 from hmkd.losses.distill.global_context import global_context
 from hmkd.models.output import SegOutput
 from hmkd.models.registry import model_family
+from hmkd.resize import resize_to
 
 CONTEXT_SIDES = ("auto", "student", "teacher", "both", "none")
 

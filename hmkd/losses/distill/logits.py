@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_positive
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
-from hmkd.losses.distill.common import resize_to
 from hmkd.models.output import SegOutput
+from hmkd.resize import resize_to
 
 
 @dataclass

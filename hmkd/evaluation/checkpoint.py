@@ -7,6 +7,7 @@ Usage:
 Both the trainer's final evaluation and `hmkd eval` / the compare stage build their eval.json through ``record_for``,
 so the file has one schema whichever path wrote it.
 """
+import logging
 import os
 from typing import Any, Dict, Optional
 
@@ -19,6 +20,8 @@ from hmkd.evaluation.record import EvalRecord
 from hmkd.models import build_model, load_pretrained
 from hmkd.models.complexity import model_complexity
 from hmkd.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 def complexity_size(cfg: ExperimentConfig):
@@ -47,7 +50,11 @@ def _trained_record(checkpoint: str) -> Optional[EvalRecord]:
     run = RunDir(os.path.dirname(os.path.abspath(checkpoint)))
     if os.path.abspath(checkpoint) != os.path.abspath(run.model) or not os.path.isfile(run.eval_json):
         return None
-    return EvalRecord.read(run.eval_json)
+    try:
+        return EvalRecord.read(run.eval_json)
+    except ValueError as exc:  # a damaged training record costs only the step and the training time
+        log.warning("%s; its step and training time stay unknown", exc)
+        return None
 
 
 def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_dir: Optional[str] = None

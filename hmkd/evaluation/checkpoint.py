@@ -35,7 +35,7 @@ def record_for(cfg: ExperimentConfig, model: nn.Module, dataset: Any, metrics: D
     """The eval.json record of ``model`` evaluated on ``dataset`` under ``cfg``: scores, protocol, training and
     cost (parameters and MACs at the training crop size)."""
     size = complexity_size(cfg)
-    cost = model_complexity(model, tuple(size))
+    cost = model_cost(model, size)
     return EvalRecord.from_metrics(
         metrics, dataset.class_names, model=cfg.model.name,
         checkpoint=os.path.abspath(checkpoint) if checkpoint else None, split=cfg.eval.split, mode=cfg.eval.mode,
@@ -43,6 +43,16 @@ def record_for(cfg: ExperimentConfig, model: nn.Module, dataset: Any, metrics: D
         train_seconds=None if train_seconds is None else round(train_seconds, 1),
         teacher=cfg.teacher.name if cfg.teacher else None, loss_terms=sorted(cfg.loss.terms),
         params=cost["params"], flops=cost["flops"], flops_size=size)
+
+
+def model_cost(model: nn.Module, size) -> Dict[str, Optional[int]]:
+    """Parameters and MACs at ``size``; without a FLOP counter (mmcv-full not installed) the MACs stay unknown
+    rather than failing a finished training run."""
+    try:
+        return model_complexity(model, tuple(size))
+    except ImportError as exc:
+        log.warning("FLOPs not counted (%s); eval.json records them as null", exc)
+        return {"params": sum(p.numel() for p in model.parameters()), "flops": None}
 
 
 def _trained_record(checkpoint: str) -> Optional[EvalRecord]:

@@ -221,14 +221,14 @@ def load_spec(path: str, sets: Sequence[str] = ()) -> PipelineSpec:
 
 def check_data_roots(spec: PipelineSpec) -> List[str]:
     """Warn (not fail) when a stage's dataset root is not readable here: the cluster may mount it elsewhere."""
-    from hmkd.config import load_config
+    from hmkd.config import config_from_dict, load_yaml_config
 
     problems = []
     for stage in spec.stages:
         if not stage.config:
             continue
         try:
-            cfg = load_config(stage.config, [o for o in stage.overrides if not o.startswith("teacher.checkpoint=")])
+            cfg = config_from_dict(deep_merge(load_yaml_config(stage.config), stage.override_values))
         except ValueError as exc:
             raise ValueError("%s: stages.%s: %s" % (spec.path, stage.name, exc))
         root = cfg.data.root

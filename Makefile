@@ -1,5 +1,8 @@
-# The verbs users type. `make setup test` is what CI runs (.ci/run).
-VENV ?= .venv
+# The verbs users type. `make setup test` is what CI runs (.ci/run), on both stacks.
+# STACK=legacy (default: Python 3.8, torch 1.11, mmcv-full; the image's) or STACK=modern (Python 3.11, torch 2),
+# each in its own venv.
+STACK ?= legacy
+VENV ?= $(if $(filter modern,$(STACK)),.venv-modern,.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 HMKD := $(PY) -m hmkd
@@ -8,14 +11,16 @@ SMOKE_ROOT ?= runs
 .PHONY: help setup test smoke bench bench-distill clean
 
 help:
-	@echo "make setup        create $(VENV) (Python 3.8) with the image's pinned stack"
-	@echo "make test         run the test suite (CPU, tiny models)"
+	@echo "make setup        create $(VENV) with the $(STACK) stack (STACK=legacy: Python 3.8, the image's pins;"
+	@echo "                  STACK=modern: Python 3.11, torch 2)"
+	@echo "make test         run the test suite (CPU, tiny models) in $(VENV)"
 	@echo "make bench        CPU benchmarks, <15 min (JSON in $(BENCH_OUT)/, then a table of figures vs targets)"
 	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
 
-$(VENV)/.installed: requirements/stack.txt requirements/test.txt pyproject.toml tools/setup_env.sh tools/find_python38.sh
-	tools/setup_env.sh $(VENV)
+$(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/test.txt pyproject.toml \
+		tools/setup_env.sh tools/find_python.sh
+	STACK=$(STACK) tools/setup_env.sh $(VENV)
 	touch $@
 
 setup: $(VENV)/.installed

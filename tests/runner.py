@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-import torch
+from hmkd.compat import torch_load
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -22,4 +22,4 @@ def final_state(run_dir):
     """The checkpoint a run directory's ``latest`` pointer names."""
     folder = os.path.join(run_dir, "checkpoints")
     with open(os.path.join(folder, "latest")) as handle:
-        return torch.load(os.path.join(folder, handle.read().strip()), map_location="cpu")
+        return torch_load(os.path.join(folder, handle.read().strip()))

@@ -6,7 +6,7 @@ Usage: python3 tools/bench_gpu.py [--venv build/venv-gpu --out results --torch-i
 
 The figures users compare codebases by are GPU-hours, so the GPU run must be repeatable by anyone with one command.
 This is the setup phase, a host-only tool outside the runtime package: standard library only, so a bare machine's
-python3 can run it. It finds Python 3.8 (tools/find_python38.sh, the search `make setup` uses too: $PYTHON, pyenv's
+python3 can run it. It finds Python 3.8 (tools/find_python.sh, the search `make setup` uses too: $PYTHON, pyenv's
 newest 3.8, python3.8; else a conda env or uv's managed 3.8 created under the venv's folder), creates the venv,
 installs torch/torchvision with the +cu113 tag from PyTorch's cu113 index and the rest of requirements/stack.txt
 except mmcv-full (no benchmark imports it), then checks that the GPU is one these wheels have kernels for. A stamp
@@ -22,7 +22,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK = os.path.join(ROOT, "requirements", "stack.txt")
-FIND_PYTHON38 = os.path.join(ROOT, "tools", "find_python38.sh")
+FIND_PYTHON = os.path.join(ROOT, "tools", "find_python.sh")
 RUN_PHASE = "hmkd.benchmarks.gpu"  # the benchmarks, run with the venv's python
 DEFAULT_INDEX = "https://download.pytorch.org/whl/cu113"
 SKIPPED = ("mmcv-full",)  # compiled CUDA ops the benchmarks never import; building it needs nvcc
@@ -51,11 +51,11 @@ def _is_py38(python: str) -> bool:
 
 
 def shared_python38() -> str:
-    """tools/find_python38.sh's answer ('' when it finds none). Raises SetupError for a $PYTHON that is no 3.8."""
+    """tools/find_python.sh's answer ('' when it finds none). Raises SetupError for a $PYTHON that is no 3.8."""
     try:
-        found = subprocess.run(["bash", FIND_PYTHON38], stdout=subprocess.PIPE, universal_newlines=True)
+        found = subprocess.run(["bash", FIND_PYTHON, "3.8"], stdout=subprocess.PIPE, universal_newlines=True)
     except OSError as exc:
-        raise SetupError("cannot run %s (%s): bash is needed" % (FIND_PYTHON38, exc.strerror))
+        raise SetupError("cannot run %s (%s): bash is needed" % (FIND_PYTHON, exc.strerror))
     if found.returncode == 2:
         raise SetupError("PYTHON=%s is not a Python 3.8 interpreter" % os.environ.get("PYTHON", ""))
     return found.stdout.strip() if found.returncode == 0 else ""  # the script ran each candidate to check it

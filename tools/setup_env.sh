@@ -1,26 +1,52 @@
 #!/usr/bin/env bash
-# Create .venv with Python 3.8 and install the image's stack (requirements/stack.txt) plus test pins.
-# mmcv-full 1.7.1 has no CPU wheel on PyPI: it is compiled once from the source package (about 5 minutes on
-# 2 cores) into a wheel cache outside the checkout, so later setups and CI on this machine reuse it.
-# Usage: tools/setup_env.sh [VENV_DIR]        (env: PYTHON=/path/to/python3.8, HMKD_WHEEL_CACHE=dir)
+# Create a venv with one of the two stacks plus the test pins.
+#   legacy (default, the image's): Python 3.8, requirements/stack.txt (torch 1.11, mmcv-full 1.7.1) in .venv.
+#     mmcv-full 1.7.1 has no CPU wheel on PyPI: it is compiled once from the source package (about 5 minutes on
+#     2 cores) into a wheel cache outside the checkout, so later setups and CI on this machine reuse it.
+#   modern: Python 3.11, stack.txt with requirements/modern.txt's torch 2 instead of torch 1.11 and no mmcv-full.
+# Usage: tools/setup_env.sh [VENV_DIR]   (env: STACK=legacy|modern, PYTHON=/path/to/python, HMKD_WHEEL_CACHE=dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stack=${STACK:-legacy}
+case "$stack" in
+  legacy) version=3.8 ;;
+  modern) version=3.11 ;;
+  *) echo "setup: error: STACK must be legacy or modern, got '$stack'" >&2; exit 2 ;;
+esac
 venv=${1:-.venv}
 wheels=${HMKD_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmkd/wheels}
 
-py=$(tools/find_python38.sh || true)  # $PYTHON, pyenv's newest 3.8, python3.8: checked to be a 3.8 there
+py=$(tools/find_python.sh "$version" || true)  # $PYTHON, pyenv's newest $version, python$version: each checked
 if [ -z "$py" ]; then
-  echo "setup: error: Python 3.8 not found (the image's interpreter); install it (pyenv install 3.8.18, or" \
-       "apt-get install python3.8 python3.8-venv python3.8-dev) or set PYTHON=/path/to/python3.8" >&2
+  echo "setup: error: Python $version not found (the $stack stack's interpreter); install it (pyenv install" \
+       "$version, or apt-get install python$version python$version-venv python$version-dev) or set" \
+       "PYTHON=/path/to/python$version" >&2
   exit 1
 fi
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then
+minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+if [ ! -x "$venv/bin/python" ] || [ "$(minor "$venv/bin/python")" != "$version" ]; then
   rm -rf "$venv"
   "$py" -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q "pip<25" "setuptools<75" wheel
+
+if [ "$stack" = modern ]; then
+  grep -vE '^(torch|torchvision|mmcv-full|addict|yapf)==' requirements/stack.txt > "$venv/stack-modern.txt"
+  "${pip[@]}" install -q -r "$venv/stack-modern.txt" -r requirements/modern.txt -r requirements/test.txt
+  "${pip[@]}" install -q --no-deps -e .
+  broken=$("${pip[@]}" check | grep -vE '^No broken requirements' || true)
+  if [ -n "$broken" ]; then echo "setup: error: inconsistent environment in $venv: $broken" >&2; exit 1; fi
+  "$venv/bin/python" - <<'PY'
+import sys, warnings
+warnings.simplefilter("ignore")
+import torch, torchvision, timm, submitit, cv2, yaml, hmkd
+print("setup: python %d.%d venv ready (modern stack): torch %s, torchvision %s, timm %s, hmkd %s"
+      % (sys.version_info[:2] + (torch.__version__, torchvision.__version__, timm.__version__, hmkd.__version__)))
+PY
+  exit 0
+fi
 
 # Everything but mmcv-full first: its build imports torch, and its wheel records which OpenCV is installed.
 grep -vE '^mmcv-full' requirements/stack.txt > "$venv/stack-without-mmcv.txt"

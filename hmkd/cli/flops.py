@@ -23,8 +23,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, sort_keys=True))
     else:
-        print("%s (%d classes, %dx%d): %.2f M parameters, %.2f GFLOPs (mmcv %.2f + attention products %.2f; "
-              "FLOPs counted as multiply-accumulates)" % (args.model, args.num_classes, size[0], size[1],
-                                                         info["params"] / 1e6, info["flops"] / 1e9,
-                                                         info["flops_mmcv"] / 1e9, info["flops_attention"] / 1e9))
+        if info["counter"] == "mmcv":
+            how = "mmcv %.2f + attention products %.2f" % (info["flops_mmcv"] / 1e9, info["flops_attention"] / 1e9)
+        else:
+            how = "torch.utils.flop_counter, attention products %.2f included" % (info["flops_attention"] / 1e9)
+        print("%s (%d classes, %dx%d): %.2f M parameters, %.2f GFLOPs (%s; FLOPs counted as multiply-accumulates)"
+              % (args.model, args.num_classes, size[0], size[1], info["params"] / 1e6, info["flops"] / 1e9, how))
     return 0

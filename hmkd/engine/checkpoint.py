@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
+from hmkd.compat import torch_load
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
 LATEST = "latest"
@@ -74,7 +75,7 @@ class CheckpointManager:
 
     def load_latest(self) -> Optional[Dict[str, Any]]:
         path = self.latest_path()
-        return torch.load(path, map_location="cpu") if path else None
+        return torch_load(path) if path else None
 
     def _prune(self) -> None:
         best = self.best()

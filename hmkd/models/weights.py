@@ -13,8 +13,9 @@ import logging
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional
 
-import torch
 from torch import Tensor, nn
+
+from hmkd.compat import torch_load
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def read_state_dict(path: str, sha256: Optional[str] = None) -> Dict[str, Tensor
             raise WeightsError("weights file %s has sha256 %s but the config expects %s; fix the file or the "
                                "sha256 value" % (path, actual, sha256))
     try:
-        obj = torch.load(path, map_location="cpu")
+        obj = torch_load(path)
     except Exception as exc:  # torch raises several types for corrupt bytes: report them all the same way
         raise WeightsError("weights file %s cannot be read (%s: %s); it is truncated or not a PyTorch "
                            "checkpoint" % (path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))

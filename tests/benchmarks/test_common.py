@@ -1,5 +1,7 @@
 import json
 
+import torch
+
 from hmkd.benchmarks.common import median_ratio, summarize, time_interleaved, write_result
 
 
@@ -27,5 +29,5 @@ def test_write_result_records_the_machine(tmp_path):
     with open(path) as handle:
         result = json.load(handle)
     assert result["ratio"] == 1.5 and result["benchmark"] == "thing"
-    assert result["machine"]["cores"] >= 1 and result["machine"]["torch"].startswith("1.11")
+    assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["thing.json"]  # no temporary left behind

@@ -1,5 +1,5 @@
 """tools/bench_gpu.py, bench-gpu's setup phase: the pins it installs (CUDA tag, no mmcv), and the Python 3.8 search
-it shares with tools/setup_env.sh (tools/find_python38.sh) before its own conda/uv fallbacks. No GPU, no network.
+it shares with tools/setup_env.sh (tools/find_python.sh) before its own conda/uv fallbacks. No GPU, no network.
 
 Usage: pytest tests/tools/test_bench_gpu.py
 """
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIND = os.path.join(ROOT, "tools", "find_python38.sh")
+FIND = os.path.join(ROOT, "tools", "find_python.sh")
 PY38 = sys.version_info[:2] == (3, 8)
 
 
@@ -82,10 +82,10 @@ def test_bootstrap_falls_back_to_conda_after_the_shared_search(bench_gpu, tmp_pa
 
 
 def test_setup_env_uses_the_shared_search():
-    """One implementation: setup_env.sh calls tools/find_python38.sh and has no search of its own."""
+    """One implementation: setup_env.sh calls tools/find_python.sh and has no search of its own."""
     with open(os.path.join(ROOT, "tools", "setup_env.sh")) as handle:
         text = handle.read()
-    assert "tools/find_python38.sh" in text
+    assert "tools/find_python.sh" in text
     assert "find_python38()" not in text and "pyenv versions" not in text and "command -v python3.8" not in text
 
 

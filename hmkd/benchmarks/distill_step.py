@@ -20,6 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from hmkd.benchmarks.common import add_run_args, median_ratio, summarize, time_interleaved, write_result
 from hmkd.cli.common import parse_size
+from hmkd.compat import cuda_autocast, grad_scaler
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -42,14 +43,14 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
     images = torch.randn(batch, 3, *size, device=dev)
     labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    autocast = (lambda _name: torch.cuda.amp.autocast()) if amp else torch.autograd.profiler.record_function
+    autocast = (lambda _name: cuda_autocast()) if amp else torch.autograd.profiler.record_function
 
     def setup(term_cfg):
         student = build_model(student_name, num_classes).to(dev).train()
         criterion = build_criterion(term_cfg, TermContext(student, teacher, 255)).to(dev).train()
         params = list(student.parameters()) + list(criterion.parameters())
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        scaler = torch.cuda.amp.GradScaler(enabled=amp)
+        scaler = grad_scaler(amp)
         return student, criterion, opt, scaler
 
     def step_fn(student, criterion, opt, scaler, with_teacher):

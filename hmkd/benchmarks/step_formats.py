@@ -19,6 +19,7 @@ import torch
 from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, summarize,
                                    time_interleaved, write_result)
 from hmkd.cli.common import parse_size
+from hmkd.compat import cuda_autocast, grad_scaler
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -43,13 +44,13 @@ def make_step(name: str, size: Tuple[int, int], batch: int, device: torch.device
     model = model.to(memory_format=fmt)
     criterion = build_criterion({"ce": {"weight": 1.0}}, TermContext(model, None, 255)).to(device).train()
     opt = torch.optim.SGD(list(model.parameters()) + list(criterion.parameters()), lr=0.01, momentum=0.9)
-    scaler = torch.cuda.amp.GradScaler(enabled=amp)
+    scaler = grad_scaler(amp)
     images = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=fmt)
     labels = torch.randint(0, NUM_CLASSES, (batch,) + tuple(size), device=device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.cuda.amp.autocast() if amp else nullcontext():
+        with cuda_autocast() if amp else nullcontext():
             total = sum(criterion(model(images), labels, None).values())
         scaler.scale(total).backward()
         scaler.step(opt)

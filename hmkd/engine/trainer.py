@@ -27,6 +27,7 @@ from hmkd import __version__
 from hmkd.config import ExperimentConfig
 from hmkd.data import build_dataset
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
+from hmkd.compat import cuda_autocast, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
 from hmkd.engine.distributed import DistEnv, init_distributed
 from hmkd.engine.logger import MetricsLogger
@@ -100,7 +101,7 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def autocast(enabled: bool):
     """fp16 autocast when enabled (CUDA only, see ``Trainer.resolve_amp``), otherwise nothing at all."""
-    return torch.cuda.amp.autocast() if enabled else nullcontext()
+    return cuda_autocast() if enabled else nullcontext()
 
 
 def gather_objects(obj: Any, env: DistEnv) -> list:
@@ -143,7 +144,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         self.amp, self.teacher_amp = self.resolve_amp()
-        self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
+        self.scaler = grad_scaler(self.amp)
         self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed)
         loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
         loader_rng.manual_seed(t.seed)

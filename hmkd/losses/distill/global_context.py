@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from hmkd.compat import cuda_autocast, custom_fwd_float32
+
 
 def _work_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
@@ -69,7 +71,7 @@ class _ChunkedGlobalContext(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.cuda.amp.custom_fwd(cast_inputs=torch.float32)
+    @custom_fwd_float32
     def forward(ctx, x_bchw: Tensor, chunk_size: int) -> Tensor:
         ctx.in_dtype = x_bchw.dtype
         x_bcn = x_bchw.to(_work_dtype(x_bchw)).flatten(2).contiguous()
@@ -114,7 +116,7 @@ def global_context(x_bchw: Tensor, chunk_size: int = 1024) -> Tensor:
 def global_context_direct(x_bchw: Tensor) -> Tensor:
     """The formula as written, with its (B, h*w, h*w) affinity: the reference for tests and memory benchmarks."""
     if torch.is_autocast_enabled():
-        with torch.cuda.amp.autocast(enabled=False):
+        with cuda_autocast(enabled=False):
             return global_context_direct(x_bchw)
     x_bnc = _to_bnc(x_bchw).to(_work_dtype(x_bchw))
     attn_bnn = torch.softmax(torch.bmm(x_bnc, x_bnc.transpose(1, 2)), dim=-1)

@@ -8,7 +8,8 @@
 set -uo pipefail
 want=${1:-3.8}
 
-is_wanted() { [ -n "$1" ] && [ "$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$want" ]; }
+minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+is_wanted() { [ -n "$1" ] && [ "$(minor "$1")" = "$want" ]; }
 
 if [ -n "${PYTHON:-}" ]; then
   if is_wanted "$PYTHON"; then echo "$PYTHON"; exit 0; fi

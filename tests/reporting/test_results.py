@@ -34,8 +34,10 @@ def test_seeds_are_aggregated_per_stage_in_first_seen_order():
 
 def test_markdown_rows():
     lines = markdown(aggregate(ROWS)).splitlines()
-    assert lines[2] == "| student | deeplabv3_r18 | - | - | 2 | 53.00 ± 4.24 | 90.00 ± 0.00 | 80.00 ± 0.00 | - | - | 110 s |"
-    assert lines[3] == "| hmkd | deeplabv3_r18 | segformer_b0 | ce+gla+hfa | 1 | 61.00 | 90.00 | 80.00 | 13.50 | 2.4 | - |"
+    assert lines[2] == ("| student | deeplabv3_r18 | - | - | 2 | 53.00 ± 4.24 | 90.00 ± 0.00 | 80.00 ± 0.00 | - | - "
+                        "| 110 s |")
+    assert lines[3] == ("| hmkd | deeplabv3_r18 | segformer_b0 | ce+gla+hfa | 1 | 61.00 | 90.00 | 80.00 | 13.50 | 2.4 "
+                        "| - |")
     assert "| road | 50.00 | 70.00 |" in lines and "| sky | - | - |" in lines
 
 

@@ -224,7 +224,8 @@ def test_submitit_submits_and_returns_result_without_accounting(slurm_cluster, t
     # because it watches the result pickle. The launcher must not trust job.state here.
     assert out["final_state"] == "UNKNOWN"
     assert "sacct" in stderr
-    assert slurm_cluster.state(out["job_id"]) == "COMPLETED"
+    # submitit's result pickle is written before the task exits: Slurm marks the job finished a moment later.
+    assert slurm_cluster.wait_state(out["job_id"])["JobState"] == "COMPLETED"
 
 
 # timeout_min=10 in the drivers: submitit asks for --signal=USR2@90 and Slurm may send it up to

@@ -30,21 +30,30 @@ if [ ! -x "$venv/bin/python" ] || [ "$(minor "$venv/bin/python")" != "$version" 
   "$py" -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install -q "pip<25" "setuptools<75" wheel
+# setuptools: below 75 to build mmcv-full (legacy); modern takes requirements/modern.txt's (torch 2 needs 77+).
+"${pip[@]}" install -q "pip<25" wheel $([ "$stack" = legacy ] && echo "setuptools<75")
+
+# The package itself, pip's consistency check (lines matching $1 are known and allowed), then an import of the
+# stack's modules ($2...) with their versions: a venv that cannot import its stack is not ready.
+install_and_check() {
+  local allowed=$1; shift
+  "${pip[@]}" install -q --no-deps -e .
+  local broken
+  broken=$("${pip[@]}" check | grep -vE "^No broken requirements${allowed:+|$allowed}" || true)
+  if [ -n "$broken" ]; then echo "setup: error: inconsistent environment in $venv: $broken" >&2; exit 1; fi
+  "$venv/bin/python" - "$stack" "$@" <<'PY'
+import importlib, sys, warnings
+warnings.simplefilter("ignore")
+modules = [importlib.import_module(name) for name in sys.argv[2:]]
+print("setup: python %d.%d venv ready (%s stack): %s" % (sys.version_info[0], sys.version_info[1], sys.argv[1],
+      ", ".join("%s %s" % (m.__name__, m.__version__) for m in modules if hasattr(m, "__version__"))))
+PY
+}
 
 if [ "$stack" = modern ]; then
   grep -vE '^(torch|torchvision|mmcv-full|addict|yapf)==' requirements/stack.txt > "$venv/stack-modern.txt"
   "${pip[@]}" install -q -r "$venv/stack-modern.txt" -r requirements/modern.txt -r requirements/test.txt
-  "${pip[@]}" install -q --no-deps -e .
-  broken=$("${pip[@]}" check | grep -vE '^No broken requirements' || true)
-  if [ -n "$broken" ]; then echo "setup: error: inconsistent environment in $venv: $broken" >&2; exit 1; fi
-  "$venv/bin/python" - <<'PY'
-import sys, warnings
-warnings.simplefilter("ignore")
-import torch, torchvision, timm, submitit, cv2, yaml, hmkd
-print("setup: python %d.%d venv ready (modern stack): torch %s, torchvision %s, timm %s, hmkd %s"
-      % (sys.version_info[:2] + (torch.__version__, torchvision.__version__, timm.__version__, hmkd.__version__)))
-PY
+  install_and_check "" torch torchvision timm submitit cv2 yaml hmkd
   exit 0
 fi
 
@@ -61,13 +70,5 @@ if ! ls "$wheels"/mmcv_full-"$mmcv_version"-cp38-*.whl >/dev/null 2>&1; then
 fi
 # --no-deps: its dependencies are pinned in stack.txt (and it would ask for opencv-python beside the headless one).
 "${pip[@]}" install -q --no-deps --no-index --find-links "$wheels" "$mmcv_pin"
-"${pip[@]}" install -q --no-deps -e .
-broken=$("${pip[@]}" check | grep -vE '^No broken requirements|^mmcv-full [0-9.]+ requires opencv-python' || true)
-if [ -n "$broken" ]; then echo "setup: error: inconsistent environment in $venv: $broken" >&2; exit 1; fi
-"$venv/bin/python" - <<'PY'
-import warnings
-warnings.simplefilter("ignore")
-import torch, torchvision, mmcv, mmcv.ops, timm, submitit, cv2, yaml, hmkd
-print("setup: python 3.8 venv ready: torch %s, torchvision %s, mmcv-full %s, timm %s, hmkd %s"
-      % (torch.__version__, torchvision.__version__, mmcv.__version__, timm.__version__, hmkd.__version__))
-PY
+install_and_check '^mmcv-full [0-9.]+ requires opencv-python' \
+  torch torchvision mmcv mmcv.ops timm submitit cv2 yaml hmkd

@@ -8,14 +8,18 @@ Usage:
 torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) win when present; otherwise Slurm's
 (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, the first host of SLURM_JOB_NODELIST, a port derived from the job
 id). A half-set environment (a rank without a world size, say) is refused rather than guessed. NCCL on GPUs,
-gloo on CPUs.
+gloo on CPUs. A GPU this torch build has no kernels for is refused here with one line naming the fix, before CUDA's
+own "no kernel image is available" could surface from the first convolution (:func:`has_kernels_for`).
 """
 import os
+import re
 import subprocess
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
+
+from hmkd import __version__
 
 
 class DistEnv(NamedTuple):
@@ -68,6 +72,57 @@ def read_launcher_env(environ: Optional[Dict[str, str]] = None) -> Dict[str, str
     return {}
 
 
+_ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")  # sm_86, sm_90a, sm_100f, compute_120
+
+
+def has_kernels_for(capability: Tuple[int, int], arch_list: Sequence[str]) -> bool:
+    """Whether a torch build whose ``torch.cuda.get_arch_list()`` is ``arch_list`` can run on a device of compute
+    ``capability`` (major, minor).
+
+    Compiled code (SASS, ``sm_XY``) runs on devices of the same major version with minor >= Y (sm_80 on an 8.6 A10,
+    never on a 9.0 H100); PTX (``compute_XY``) is compiled by the driver for any capability >= X.Y. Architecture-
+    specific targets (``sm_90a``) run on X.Y only; family targets (``sm_100f``) follow the SASS rule. Names of other
+    kinds (ROCm's ``gfx90a``) are not CUDA targets and never match.
+    """
+    major, minor = capability
+    for name in arch_list:
+        parsed = _ARCH.match(name)
+        if not parsed:
+            continue
+        kind, arch_major, arch_minor, suffix = parsed.group(1), int(parsed.group(2)), int(parsed.group(3)), \
+            parsed.group(4)
+        if suffix == "a":
+            ok = (major, minor) == (arch_major, arch_minor)
+        elif kind == "sm" or suffix == "f":
+            ok = major == arch_major and minor >= arch_minor
+        else:
+            ok = (major, minor) >= (arch_major, arch_minor)
+        if ok:
+            return True
+    return False
+
+
+def check_gpu_kernels(index: int) -> None:
+    """Refuses (ValueError, one line) a visible GPU that this torch build has no kernels for: the legacy stack's
+    torch 1.11+cu113 stops at sm_86, so on an H100/H200 (sm_90) its first convolution would fail with CUDA's "no
+    kernel image is available for execution on the device" instead of saying what to use."""
+    arch_list = torch.cuda.get_arch_list()
+    if not arch_list or getattr(torch.version, "hip", None):
+        return  # no list to judge by (or ROCm, whose targets are gfx names)
+    major, minor = torch.cuda.get_device_capability(index)
+    if has_kernels_for((major, minor), arch_list):
+        return
+    if int(torch.__version__.split(".")[0]) < 2:
+        fix = ("use the modern stack: its image (make docker-build STACK=modern, hmkd:%s-modern) or its venv (make "
+               "setup STACK=modern)" % __version__)
+    else:
+        fix = "use a torch build whose arch list has sm_%d%d (raise the torch pin in requirements/modern.txt)" % (
+            major, minor)
+    raise ValueError("%s (GPU %d) has compute capability %d.%d (sm_%d%d), but torch %s has kernels for %s only; %s; "
+                     "or train.device=cpu" % (torch.cuda.get_device_name(index), index, major, minor, major, minor,
+                                              torch.__version__, " ".join(arch_list), fix))
+
+
 def pick_device(requested: str, local_rank: int) -> torch.device:
     if requested not in ("auto", "cpu", "cuda"):
         raise ValueError("train.device must be auto, cpu or cuda, got %r" % requested)
@@ -75,7 +130,9 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
         raise ValueError("train.device is cuda but no CUDA device is visible; use train.device=cpu or auto")
     if requested == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    index = local_rank % torch.cuda.device_count()
+    check_gpu_kernels(index)  # before the first kernel launch, on "auto" too: a paper-size run must not fall to CPU
+    torch.cuda.set_device(index)
     return torch.device("cuda", torch.cuda.current_device())
 
 

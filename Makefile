@@ -85,27 +85,39 @@ bench-gpu:
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 
-# The image (docker/Dockerfile; docker/README.md). DOCKER_BUILD_FLAGS adds build arguments (CI: a local base and CPU
-# wheel sources, tools/docker/ci.sh); DOCKER_SMOKE_FLAGS adds options to the smoke (--gpus, --user, --shm-size),
-# which tools/docker/smoke.py runs from the host through the docker SDK (DOCKER_PY: the venv's, with hmkd and the SDK).
+# The images (docker/Dockerfile, one file for both stacks; docker/README.md). STACK picks the build arguments,
+# docker/stacks/$(STACK).args (the one place a stack's base image, Python, pins, indexes and required GPU architectures
+# are written), and the tags: hmkd:<version> and hmkd:latest (legacy), hmkd:<version>-modern and hmkd:modern.
+# DOCKER_BUILD_FLAGS adds build arguments after the stack's (CI: a local base and PyPI's wheels, tools/docker/ci.sh);
+# DOCKER_SMOKE_FLAGS adds options to the smoke (--gpus, --user, --shm-size), which tools/docker/smoke.py runs from the
+# host through the docker SDK (DOCKER_PY: the venv's, with hmkd and the SDK).
 IMAGE ?= hmkd
 DOCKER ?= docker
 DOCKER_PY ?= $(PY)
 DOCKER_BUILD_FLAGS ?=
 DOCKER_SMOKE_DIR ?= runs/docker-smoke
 DOCKER_SMOKE_FLAGS ?=
+DOCKER_CI_STACKS ?= legacy modern
+DOCKER_STACK_ARGS := docker/stacks/$(STACK).args
 HMKD_VERSION := $(shell sed -nE 's/^__version__ = "([^"]+)"/\1/p' hmkd/__init__.py)
+IMAGE_TAG := $(HMKD_VERSION)$(if $(filter legacy,$(STACK)),,-$(STACK))
+IMAGE_ALIAS := $(if $(filter legacy,$(STACK)),latest,$(STACK))
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 
-.PHONY: docker-ci
+.PHONY: docker-build docker-smoke docker-ci
 
 docker-build:
-	$(DOCKER) build -f docker/Dockerfile -t $(IMAGE):$(HMKD_VERSION) -t $(IMAGE):latest \
-		--build-arg HMKD_VERSION=$(HMKD_VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) $(DOCKER_BUILD_FLAGS) .
+	@test -f $(DOCKER_STACK_ARGS) || { echo "docker-build: no $(DOCKER_STACK_ARGS): STACK is legacy or modern" >&2; \
+		exit 2; }
+	$(DOCKER) build -f docker/Dockerfile -t $(IMAGE):$(IMAGE_TAG) -t $(IMAGE):$(IMAGE_ALIAS) \
+		$(shell sed -nE 's/^([A-Z_]+=[^[:space:]]*)[[:space:]]*$$/--build-arg \1/p' $(DOCKER_STACK_ARGS) 2>/dev/null) \
+		--build-arg STACK=$(STACK) --build-arg HMKD_VERSION=$(HMKD_VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
+		$(DOCKER_BUILD_FLAGS) .
 
 docker-smoke:
-	$(DOCKER_PY) tools/docker/smoke.py --image $(IMAGE):$(HMKD_VERSION) --shared $(DOCKER_SMOKE_DIR) $(DOCKER_SMOKE_FLAGS)
+	$(DOCKER_PY) tools/docker/smoke.py --image $(IMAGE):$(IMAGE_TAG) --shared $(DOCKER_SMOKE_DIR) $(DOCKER_SMOKE_FLAGS)
 
-# What CI runs: its own dockerd, a local base image, the CPU build of docker/Dockerfile, then docker-smoke in it.
+# What CI runs: its own dockerd, local base images, and for each of DOCKER_CI_STACKS the build of docker/Dockerfile
+# with PyPI's wheels, then docker-smoke in it (tools/docker/ci.sh; the smoke driver runs in $(VENV)).
 docker-ci: $(VENV)/.installed
-	tools/docker/ci.sh
+	VENV=$(VENV) tools/docker/ci.sh $(DOCKER_CI_STACKS)

@@ -1,16 +1,30 @@
 """What differs between the two stacks (legacy: torch 1.11; modern: torch 2.x), in one place.
 
 Usage: state = torch_load(path)          # a checkpoint with configs, RNG states and tensors, on the CPU
-       with cuda_autocast(amp): ...; scaler = grad_scaler(amp); @custom_fwd_float32 on an autograd forward
+       with cuda_autocast(amp): ...; with autocast("cpu", torch.bfloat16): ...; scaler = grad_scaler(amp)
+       if HAS_SDPA: out = sdpa(q, k, v, scale)          # torch 2's fused attention (absent in 1.11)
+       if HAS_MODULE_COMPILE: module.compile()          # torch.compile in place (torch >= 2.2)
+
+The speed switches of the config (SDPA, bf16 on the CPU, compile) need torch 2; on the legacy stack the places that
+read them fall back to the eager path with a logged warning, using the flags below.
 """
 import inspect
-from typing import Any
+import re
+from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 # torch >= 2.6 loads tensors only unless told otherwise; torch 1.11 has no such switch (and loads everything).
 _HAS_WEIGHTS_ONLY = "weights_only" in inspect.signature(torch.load).parameters
 _AMP = getattr(torch, "amp", None)  # the device-generic AMP namespace of torch 2 (absent in 1.11)
+TORCH_VERSION = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+_SDPA_TAKES_SCALE = TORCH_VERSION >= (2, 1)
+HAS_MODULE_COMPILE = hasattr(nn.Module, "compile")
+# torch 1.11's bfloat16 CPU autocast has no LayerNorm (SegFormer) nor dilated convolution (DeepLabV3) kernels.
+CPU_BF16_AUTOCAST = TORCH_VERSION >= (2, 0)
 
 
 def torch_load(path: Any) -> Any:
@@ -33,8 +47,24 @@ def grad_scaler(enabled: bool):
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
-def custom_fwd_float32(forward):
-    """An autograd Function's forward run in float32 under autocast (inputs cast to it), on both stacks."""
-    if hasattr(_AMP, "custom_fwd"):
-        return _AMP.custom_fwd(forward, device_type="cuda", cast_inputs=torch.float32)
-    return torch.cuda.amp.custom_fwd(forward, cast_inputs=torch.float32)
+def sdpa(query: Tensor, key: Tensor, value: Tensor, scale: float, dropout_p: float = 0.0) -> Tensor:
+    """softmax(q k^T * scale) v by torch's fused kernels (only where ``HAS_SDPA``); torch 2.0 has no ``scale``
+    argument, so there the query is rescaled against its fixed 1/sqrt(head_dim)."""
+    if _SDPA_TAKES_SCALE:
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=scale)
+    return F.scaled_dot_product_attention(query * (scale * query.shape[-1] ** 0.5), key, value, dropout_p=dropout_p)
+
+
+def autocast(device_type: str, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device_type`` ("cuda" or "cpu"); ``dtype`` None: disabled."""
+    if dtype is None:
+        return torch.autocast(device_type, enabled=False)
+    return torch.autocast(device_type, dtype=dtype)
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; torch 1.11 has one query per device, torch 2 one for all."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no argument, CUDA only; the CPU has its own query
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from hmkd.config.loader import load_yaml_config
 from hmkd.config.typed import check_at_least, check_choice, check_positive, from_dict, given_options, parsed_by, to_dict
 from hmkd.data import IGNORE_INDEX, DataConfig
+from hmkd.engine.precision import amp_mode
 from hmkd.losses.criterion import check_terms
 from hmkd.models import model_entry
 
@@ -63,10 +64,11 @@ class TeacherConfig:
     checkpoint: str
     checkpoint_sha256: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict, metadata=parsed_by(_model_options))
-    amp: bool = False
+    amp: Any = False  # false, fp16 or bf16: checked by amp_mode
 
     def __post_init__(self):
         _check_model_name(self.name)
+        self.amp = amp_mode(self.amp, "amp") or False
 
 
 @dataclass
@@ -137,12 +139,19 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
+    """Speed switches: ``amp`` (false, fp16 or bf16; true means fp16), ``compile`` (torch.compile of the student,
+    torch >= 2.2), ``channels_last`` (student, criterion and teacher weights and the images in NHWC). Each equals
+    the float32 eager path within its tolerance (tests/engine/test_speed_paths.py); on the legacy stack the torch 2
+    ones fall back with a warning. The teacher's precision is ``teacher.amp``."""
+
     batch_size: int = 8
     num_workers: int = 4
     grad_accum: int = 1
     seed: int = 0
     deterministic: bool = False
-    amp: bool = False
+    amp: Any = False  # false, fp16 or bf16: checked by amp_mode
+    compile: bool = False
+    channels_last: bool = False
     device: str = "auto"
     log_interval: int = 50
     eval_interval: int = 0
@@ -155,6 +164,7 @@ class TrainConfig:
         for name in ("num_workers", "eval_interval", "seed"):
             check_at_least(name, getattr(self, name), 0)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        self.amp = amp_mode(self.amp, "amp") or False
 
 
 @dataclass

@@ -27,11 +27,12 @@ from hmkd import __version__
 from hmkd.config import ExperimentConfig
 from hmkd.data import build_dataset
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
-from hmkd.compat import cuda_autocast, grad_scaler
+from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
 from hmkd.engine.distributed import DistEnv, init_distributed
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
+from hmkd.engine.precision import resolve_precision
 from hmkd.engine.preemption import PreemptionWatch
 from hmkd.engine.sampler import ResumableSampler
 from hmkd.evaluation import evaluate, format_table
@@ -99,11 +100,6 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def autocast(enabled: bool):
-    """fp16 autocast when enabled (CUDA only, see ``Trainer.resolve_amp``), otherwise nothing at all."""
-    return cuda_autocast() if enabled else nullcontext()
-
-
 def gather_objects(obj: Any, env: DistEnv) -> list:
     if env.world_size == 1:
         return [obj]
@@ -134,17 +130,22 @@ class Trainer:
             log.info("no loss term reads the teacher's logits: its decode head is skipped")
         if self.env.world_size > 1 and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
-        self.module.to(self.device)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.module.to(self.device, memory_format=self.memory_format)
         if self.teacher is not None:
-            self.teacher.to(self.device)
+            self.teacher.to(self.device, memory_format=self.memory_format)
+        if t.compile:
+            self.compile_student()
         self.wrapped = self.module
         if self.env.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
-        self.amp, self.teacher_amp = self.resolve_amp()
-        self.scaler = grad_scaler(self.amp)
+        self.precision = resolve_precision(t.amp or None, self.device, "train.amp", self.warn)
+        self.teacher_precision = resolve_precision((cfg.teacher.amp or None) if cfg.teacher else None, self.device,
+                                                   "teacher.amp", self.warn)
+        self.scaler = grad_scaler(self.precision.needs_scaler)
         self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed)
         loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
         loader_rng.manual_seed(t.seed)
@@ -161,16 +162,18 @@ class Trainer:
         self.preemption = PreemptionWatch()
         self.stop_requested = False
 
-    def resolve_amp(self):
-        """fp16 autocast + GradScaler on CUDA. On the CPU the options are ignored with a warning: torch 1.11's
-        bfloat16 CPU autocast has no LayerNorm (SegFormer) nor dilated convolution (DeepLabV3) kernels."""
-        asked = (self.cfg.train.amp, self.cfg.teacher.amp if self.cfg.teacher else False)
-        if self.device.type == "cuda" or not any(asked):
-            return asked
+    def warn(self, message: str) -> None:
         if self.env.is_main:
-            log.warning("train.amp / teacher.amp are ignored on the CPU (torch 1.11's bfloat16 autocast cannot run "
-                        "these models); training in float32")
-        return False, False
+            log.warning(message)
+
+    def compile_student(self) -> None:
+        """torch.compile of the student in place (``nn.Module.compile``): its parameters and state-dict keys stay
+        as they are, so checkpoints do not depend on the switch. The criterion and the teacher stay eager."""
+        if not HAS_MODULE_COMPILE:
+            self.warn("train.compile needs torch >= 2.2 (this is torch %s); the student runs eagerly"
+                      % torch.__version__)
+            return
+        self.module.student.compile()
 
     # ----------------------------------------------------------------- state
     def elapsed(self) -> float:
@@ -228,15 +231,17 @@ class Trainer:
         sums: Dict[str, float] = {}
         for micro in range(t.grad_accum):
             batch = next(batches)
-            images = batch["image"].to(self.device, non_blocking=True)
+            images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             labels = batch["label"].to(self.device, non_blocking=True)
             sync = micro == t.grad_accum - 1 or self.env.world_size == 1
             with (nullcontext() if sync else self.wrapped.no_sync()):
                 teacher_out = None
                 if self.teacher is not None:
-                    with torch.no_grad(), autocast(self.teacher_amp):
+                    with torch.no_grad(), self.teacher_precision.autocast():
                         teacher_out = self.teacher(images, with_logits=self.teacher_logits)
-                with autocast(self.amp):
+                    if self.teacher_precision.dtype is not None:
+                        teacher_out = teacher_out.float()
+                with self.precision.autocast():
                     terms = self.wrapped(images, labels, teacher_out)
                 values = self.check_finite(terms)
                 total = sum(terms.values())

@@ -6,6 +6,7 @@ Usage: out = model(images_bchw); out.logits (B, K, h, w); out.features[i] (B, C_
 """
 from typing import List, NamedTuple, Optional
 
+import torch
 from torch import Tensor
 
 
@@ -16,6 +17,13 @@ class SegOutput(NamedTuple):
     logits: Optional[Tensor]
     features: List[Tensor]
     aux_logits: Optional[Tensor] = None
+
+    def float(self) -> "SegOutput":
+        """Every tensor in float32 at least: a teacher run under autocast hands the loss terms the same dtypes as
+        a float32 one, whatever the student's precision."""
+        def widen(t: Optional[Tensor]) -> Optional[Tensor]:
+            return t if t is None else t.to(torch.promote_types(t.dtype, torch.float32))
+        return SegOutput(widen(self.logits), [widen(f) for f in self.features], widen(self.aux_logits))
 
 
 class FeatureInfo(NamedTuple):

@@ -7,6 +7,7 @@ load without renaming; :func:`checkpoint_filter_fn` also reads Hugging Face ``Se
 state dicts. Logits come at 1/4 of the input resolution; features are the four stage maps at strides 4/8/16/32.
 Options (``model.options`` / ``teacher.options``): see :class:`SegFormerOptions`.
 """
+import logging
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -16,11 +17,14 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from hmkd.compat import HAS_SDPA, sdpa
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.models.output import FeatureInfo, SegOutput
 from hmkd.models.registry import register_model
 
+log = logging.getLogger(__name__)
 STAGE3_FEATURES = ("output", "attn_mean")
+ATTENTION_KERNELS = ("eager", "sdpa")
 
 
 @dataclass
@@ -36,6 +40,7 @@ class SegFormerOptions:
     decoder_dropout: float = 0.1
     norm_eps: float = 1e-6
     stage3_features: str = "output"
+    attention: str = "eager"
 
     def __post_init__(self):
         if self.decoder_dim is not None:
@@ -43,6 +48,7 @@ class SegFormerOptions:
         for name in ("drop_path_rate", "decoder_dropout"):
             check_at_least(name, getattr(self, name), 0.0)
         check_choice("stage3_features", self.stage3_features, STAGE3_FEATURES)
+        check_choice("attention", self.attention, ATTENTION_KERNELS)
 
 
 @dataclass
@@ -79,6 +85,7 @@ class EfficientSelfAttention(nn.Module):
             raise ValueError("attention width %d is not divisible by num_heads %d" % (dim, num_heads))
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
+        self.use_sdpa = False  # set for the whole model by SegFormer(attention=...)
         self.sr_ratio = sr_ratio
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, dim * 2)
@@ -98,9 +105,13 @@ class EfficientSelfAttention(nn.Module):
             source = self.sr(tokens_to_map(x_bnc, height, width)).flatten(2).transpose(1, 2)
             source = self.norm(source)
         kv = self.kv(source).reshape(batch, -1, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
-        attn = (q @ kv[0].transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        out = (attn @ kv[1]).transpose(1, 2).reshape(batch, num_tokens, dim)
+        if self.use_sdpa:
+            drop = self.attn_drop.p if self.training else 0.0
+            out = sdpa(q, kv[0], kv[1], self.scale, dropout_p=drop)
+        else:
+            attn = (q @ kv[0].transpose(-2, -1)) * self.scale
+            out = self.attn_drop(attn.softmax(dim=-1)) @ kv[1]
+        out = out.transpose(1, 2).reshape(batch, num_tokens, dim)
         return self.proj_drop(self.proj(out))
 
 
@@ -240,11 +251,17 @@ class SegFormer(nn.Module):
     def __init__(self, num_classes: int, embed_dims: Sequence[int], depths: Sequence[int], decoder_dim: int,
                  num_heads: Sequence[int] = (1, 2, 5, 8), sr_ratios: Sequence[int] = (8, 4, 2, 1),
                  drop_path_rate: float = 0.1, decoder_dropout: float = 0.1, norm_eps: float = 1e-6,
-                 stage3_features: str = "output"):
+                 stage3_features: str = "output", attention: str = "eager"):
         super().__init__()
         self.stage3_features = stage3_features
         self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios,
                                              drop_path_rate=drop_path_rate, norm_eps=norm_eps)
+        if attention == "sdpa" and not HAS_SDPA:
+            log.warning("SegFormer attention=sdpa needs torch 2 (this is torch %s); using eager attention",
+                        torch.__version__)
+        for module in self.backbone.modules():
+            if isinstance(module, EfficientSelfAttention):
+                module.use_sdpa = attention == "sdpa" and HAS_SDPA
         self.decode_head = AllMLPDecoder(embed_dims, decoder_dim, num_classes, decoder_dropout)
         self.feature_info = self.backbone.feature_info
         self.logits_reduction = 4

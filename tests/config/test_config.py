@@ -22,7 +22,7 @@ def test_base_then_file_then_overrides(config_dir):
     cfg = load_config(str(config_dir / "exp.yaml"), ["optim.weight_decay=0", "train.amp=true",
                                                       "data.crop_size=[32,48]"])
     assert cfg.optim.lr == 0.02 and cfg.optim.momentum == 0.9  # file over base, base kept
-    assert cfg.optim.weight_decay == 0.0 and cfg.train.amp is True and cfg.data.crop_size == [32, 48]
+    assert cfg.optim.weight_decay == 0.0 and cfg.train.amp == "fp16" and cfg.data.crop_size == [32, 48]
     assert cfg.data.num_classes == 4 and cfg.model.name == "deeplabv3_tiny"
 
 
@@ -34,7 +34,9 @@ def test_scientific_notation_without_dot_is_a_number(config_dir):
     ("optim.lrr=0.1", "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
     ("trian.seed=1", "unknown config key 'trian'; did you mean 'train'?"),
     ("train.batch_size=two", "'train.batch_size' must be an integer, got 'two'"),
-    ("train.amp=1", "'train.amp' must be true or false"),
+    ("train.amp=1", "train.amp must be false, fp16 or bf16 (true means fp16), got 1"),
+    ("train.amp=fp32", "train.amp must be false, fp16 or bf16 (true means fp16), got 'fp32'"),
+    ("train.compile=fast", "'train.compile' must be true or false, got 'fast'"),
     ("optim.name=adam", "optim.name must be one of 'sgd', 'adamw', got 'adam'"),
     ("eval.mode=slide", "eval.mode=slide also needs crop_size and stride"),
     ("data.nme=x", "unknown config key 'data.nme'; did you mean 'data.name'?"),

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-from hmkd.losses.distill import global_context, global_context_direct
+from hmkd.compat import CPU_BF16_AUTOCAST, HAS_SDPA
+from hmkd.losses.distill import context_function, global_context, global_context_direct, global_context_sdpa
 
 
 def _explicit(x_bchw):
@@ -101,3 +102,51 @@ def test_in_place_softmax_matches_torch_and_leaves_no_subnormal_weights(dtype):
     tiny = torch.finfo(dtype).tiny
     assert not ((weights > 0) & (weights < 4 * tiny)).any()
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 7, dtype=dtype))
+
+
+@pytest.mark.skipif(not HAS_SDPA, reason="scaled_dot_product_attention needs torch 2 (the fallback is tested below)")
+def test_sdpa_matches_direct_in_float32_with_large_dot_products():
+    """softmax(X X^T) X as attention with q = k = v = X, scale 1: values and gradients to 1e-5 (float32 rounding of
+    the fused kernel's blockwise softmax), in the regime of the float32 test above."""
+    torch.manual_seed(0)
+    x = (torch.rand(2, 64, 6, 11) * 4.0).requires_grad_()
+    upstream = torch.randn(2, 64, 6, 11)
+    fused = global_context_sdpa(x)
+    (grad_fused,) = torch.autograd.grad((fused * upstream).sum(), x)
+    direct = global_context_direct(x)
+    (grad_direct,) = torch.autograd.grad((direct * upstream).sum(), x)
+    assert fused.shape == x.shape and fused.dtype == torch.float32
+    torch.testing.assert_close(fused, direct, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_direct, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_SDPA, reason="scaled_dot_product_attention needs torch 2")
+def test_sdpa_matches_the_explicit_formula_in_float64():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64)
+    torch.testing.assert_close(global_context_sdpa(x), _explicit(x), atol=1e-10, rtol=0)
+
+
+@pytest.mark.skipif(not CPU_BF16_AUTOCAST, reason="bfloat16 CPU autocast needs torch 2")
+@pytest.mark.parametrize("implementation", ["chunked", "sdpa", "direct"])
+def test_every_implementation_runs_in_float32_under_cpu_autocast(implementation):
+    """Under bf16 autocast the context is computed from the widened input in float32 and returned in float32."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 32, 5, 6) * 4.0
+    fn = context_function(implementation, chunk_size=7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fn(x.to(torch.bfloat16))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, global_context_direct(x.to(torch.bfloat16).float()), atol=1e-5, rtol=1e-5)
+
+
+def test_context_function_names_its_choices_and_falls_back_without_sdpa(caplog):
+    with pytest.raises(ValueError, match="one of chunked, sdpa, direct, got 'flash'"):
+        context_function("flash")
+    with caplog.at_level("WARNING", logger="hmkd.losses.distill.global_context"):
+        fn = context_function("sdpa")
+    x = torch.randn(1, 4, 3, 5, dtype=torch.float64)
+    if HAS_SDPA:
+        assert fn is global_context_sdpa and caplog.text == ""
+    else:
+        assert "needs torch 2" in caplog.text and torch.equal(fn(x), global_context(x, 1024))

@@ -134,19 +134,23 @@ def test_loss_equals_steps_one_to_six(tiny_models, make_criterion, context_on):
     torch.testing.assert_close(loss.detach(), expected, atol=1e-6, rtol=1e-5)
 
 
-def test_align_corners_and_chunk_size_options_reach_the_computation(tiny_models, make_criterion, run_pair):
+def test_align_corners_chunk_size_and_context_options_reach_the_computation(tiny_models, make_criterion, run_pair):
     student, teacher = tiny_models["deeplab"], tiny_models["segformer"]
     base = make_criterion({"hfa": {}}, student, teacher).terms["hfa"]
     chunked = make_criterion({"hfa": {"chunk_size": 7}}, student, teacher).terms["hfa"]
     authors = make_criterion({"hfa": {"align_corners": False}}, student, teacher).terms["hfa"]
-    for term in (chunked, authors):
+    direct = make_criterion({"hfa": {"context": "direct"}}, student, teacher).terms["hfa"]
+    fused = make_criterion({"hfa": {"context": "sdpa"}}, student, teacher).terms["hfa"]
+    for term in (chunked, authors, direct, fused):
         term.load_state_dict(base.state_dict())
     student_out, _, teacher_out = run_pair(student, teacher, 2, (64, 64))
     student_out = student_out._replace(features=[f.detach() for f in student_out.features])
     with torch.no_grad():
-        losses = [term(student_out, None, teacher_out).item() for term in (base, chunked, authors)]
+        losses = [term(student_out, None, teacher_out).item() for term in (base, chunked, authors, direct, fused)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     assert abs(losses[2] - losses[0]) > 1e-3 * losses[0]
+    assert losses[3] == pytest.approx(losses[0], rel=1e-5) and losses[4] == pytest.approx(losses[0], rel=1e-5)
+    assert "context=sdpa" in repr(fused)
 
 
 class _Mystery(nn.Module):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from hmkd.compat import HAS_SDPA
 from hmkd.models import build_model, load_pretrained
 from hmkd.models.segformer import convert_hf_state_dict
 
@@ -89,3 +90,47 @@ def test_attn_mean_option_replaces_stage3_only():
 def test_rejects_unknown_stage3_option():
     with pytest.raises(ValueError, match="stage3_features"):
         build_model("segformer_tiny", num_classes=4, stage3_features="mean")
+
+
+@pytest.mark.skipif(not HAS_SDPA, reason="scaled_dot_product_attention needs torch 2 (the fallback is tested below)")
+@pytest.mark.parametrize("name", ["segformer_tiny", "segformer_b0"])
+def test_sdpa_attention_equals_eager(name):
+    """Same weights, logits, features and input gradients to 1e-5 (float32 rounding of the fused softmax), on a
+    non-square input in training mode (dropout and stochastic depth off, as they draw random numbers)."""
+    torch.manual_seed(0)
+    eager = build_model(name, 19, drop_path_rate=0.0, decoder_dropout=0.0)
+    fused = build_model(name, 19, drop_path_rate=0.0, decoder_dropout=0.0, attention="sdpa")
+    fused.load_state_dict(eager.state_dict())
+    assert all(m.use_sdpa for m in fused.modules() if hasattr(m, "use_sdpa"))
+    images = torch.randn(2, 3, 64, 96)
+    outs = []
+    for model in (eager, fused):
+        x = images.clone().requires_grad_()
+        out = model.train()(x)
+        (out.logits.square().mean() + sum(f.mean() for f in out.features)).backward()
+        outs.append((out, x.grad))
+    (out_e, grad_e), (out_f, grad_f) = outs
+    torch.testing.assert_close(out_f.logits, out_e.logits, atol=1e-5, rtol=1e-5)
+    for feat_f, feat_e in zip(out_f.features, out_e.features):
+        torch.testing.assert_close(feat_f, feat_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_f, grad_e, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(HAS_SDPA, reason="torch 2 has scaled_dot_product_attention")
+def test_sdpa_attention_falls_back_to_eager_on_torch_1(caplog):
+    torch.manual_seed(0)
+    eager = build_model("segformer_tiny", 3)
+    with caplog.at_level("WARNING", logger="hmkd.models.segformer"):
+        fused = build_model("segformer_tiny", 3, attention="sdpa")
+    assert "attention=sdpa needs torch 2" in caplog.text and "using eager attention" in caplog.text
+    fused.load_state_dict(eager.state_dict())
+    images = torch.randn(1, 3, 32, 48)
+    assert torch.equal(fused.eval()(images).logits, eager.eval()(images).logits)
+
+
+def test_rejects_unknown_attention_kernel():
+    from hmkd.config import config_from_dict
+
+    with pytest.raises(ValueError, match="attention must be one of 'eager', 'sdpa', got 'flash'"):
+        config_from_dict({"model": {"name": "segformer_tiny", "options": {"attention": "flash"}},
+                          "data": {"name": "synthetic", "num_classes": 3}})

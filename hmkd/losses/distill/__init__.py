@@ -17,6 +17,7 @@ Every term reads the teacher's outputs detached, so no gradient reaches the teac
 autograd on; the alignment modules are trained with the student and sized from ``feature_info``, never probed.
 """
 from hmkd.losses.distill import fitnet, gla, hfa, logits  # noqa: F401  (registers the terms)
-from hmkd.losses.distill.global_context import global_context, global_context_direct
+from hmkd.losses.distill.global_context import (context_function, global_context, global_context_direct,
+                                                global_context_sdpa)
 
-__all__ = ["global_context", "global_context_direct"]
+__all__ = ["context_function", "global_context", "global_context_direct", "global_context_sdpa"]

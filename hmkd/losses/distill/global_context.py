@@ -2,7 +2,9 @@
 
 Usage:
     y_bchw = global_context(x_bchw, chunk_size=1024)   # memory O(chunk_size * h*w) per image
+    y_bchw = global_context_sdpa(x_bchw)               # torch 2's fused attention with q = k = v = X, scale 1
     y_bchw = global_context_direct(x_bchw)             # the reference: materialises the (h*w, h*w) affinity
+    fn = context_function("chunked" | "sdpa" | "direct", chunk_size)   # what loss.terms.hfa.context names
 
 Why chunks: at a 512x1024 crop an output-stride-8 CNN's stage-3 map has h*w = 8192, so the direct affinity is a
 256 MiB float32 matrix per image, and autograd keeps it and its softmax for backward. The chunked version handles
@@ -11,23 +13,43 @@ grows with h*w (times the chunk), not with (h*w)^2. Measured on CPU at h*w = 819
 and backward: 82 MiB peak chunked (chunk 1024; 33 MiB at chunk 256) against 786 MiB direct.
 
 Numerics: the dot products are not scaled (the method has none). With 256 channels they reach hundreds to thousands,
-so both versions run in float32 at least (float64 stays float64; autocast is switched off inside) and subtract
-the row maximum before exp (the direct one through ``torch.softmax``, the chunked one in place, see
-:func:`_softmax_rows_`); rows are then close to one-hot. Outputs are cast back to the
-input dtype (under autocast the chunked version returns float32).
+so every version runs in float32 at least (float64 stays float64; autocast, on the CPU or CUDA, is switched off
+inside and a lower-precision input is widened) and subtracts the row maximum before exp (the direct one through
+``torch.softmax``, SDPA in its kernels, the chunked one in place, see :func:`_softmax_rows_`); rows are then close
+to one-hot. Outputs have the input's dtype, float32 under autocast.
+
+SDPA is the same memory class as the chunked version on GPUs (its memory-efficient kernel takes float32) and needs
+torch 2 (on torch 1.11 ``context_function`` falls back to the chunked version with a warning).
 """
+import logging
 import math
+from contextlib import contextmanager
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from hmkd.compat import cuda_autocast, custom_fwd_float32
+from hmkd.compat import HAS_SDPA, autocast, autocast_enabled, sdpa
+
+log = logging.getLogger(__name__)
+CONTEXT_IMPLEMENTATIONS = ("chunked", "sdpa", "direct")
 
 
 def _work_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
+
+
+@contextmanager
+def _full_precision(x_bchw: Tensor):
+    """Autocast off on the input's device; yields the input, widened to float32 when autocast was on."""
+    device_type = x_bchw.device.type
+    if not autocast_enabled(device_type):
+        yield x_bchw
+        return
+    with autocast(device_type, None):
+        yield x_bchw.to(_work_dtype(x_bchw))
 
 
 def _to_bnc(x_bchw: Tensor) -> Tensor:
@@ -71,7 +93,6 @@ class _ChunkedGlobalContext(torch.autograd.Function):
     """
 
     @staticmethod
-    @custom_fwd_float32
     def forward(ctx, x_bchw: Tensor, chunk_size: int) -> Tensor:
         ctx.in_dtype = x_bchw.dtype
         x_bcn = x_bchw.to(_work_dtype(x_bchw)).flatten(2).contiguous()
@@ -110,14 +131,37 @@ def global_context(x_bchw: Tensor, chunk_size: int = 1024) -> Tensor:
     """Chunked global context; equals :func:`global_context_direct` (tested), in O(chunk_size * h*w) memory."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError("chunk_size must be a positive integer, got %r" % (chunk_size,))
-    return _ChunkedGlobalContext.apply(x_bchw, chunk_size)
+    with _full_precision(x_bchw) as x_bchw:
+        return _ChunkedGlobalContext.apply(x_bchw, chunk_size)
+
+
+def global_context_sdpa(x_bchw: Tensor) -> Tensor:
+    """torch's ``scaled_dot_product_attention`` with q = k = v = X (one head) and scale 1; equals the others to
+    float32 rounding (tested). Needs torch 2 (``hmkd.compat.HAS_SDPA``)."""
+    with _full_precision(x_bchw) as x_bchw:
+        x_b1nc = _to_bnc(x_bchw).to(_work_dtype(x_bchw)).unsqueeze(1)
+        return _to_bchw(sdpa(x_b1nc, x_b1nc, x_b1nc, scale=1.0).squeeze(1), x_bchw).to(x_bchw.dtype)
 
 
 def global_context_direct(x_bchw: Tensor) -> Tensor:
     """The formula as written, with its (B, h*w, h*w) affinity: the reference for tests and memory benchmarks."""
-    if torch.is_autocast_enabled():
-        with cuda_autocast(enabled=False):
-            return global_context_direct(x_bchw)
-    x_bnc = _to_bnc(x_bchw).to(_work_dtype(x_bchw))
-    attn_bnn = torch.softmax(torch.bmm(x_bnc, x_bnc.transpose(1, 2)), dim=-1)
-    return _to_bchw(torch.bmm(attn_bnn, x_bnc), x_bchw).to(x_bchw.dtype)
+    with _full_precision(x_bchw) as x_bchw:
+        x_bnc = _to_bnc(x_bchw).to(_work_dtype(x_bchw))
+        attn_bnn = torch.softmax(torch.bmm(x_bnc, x_bnc.transpose(1, 2)), dim=-1)
+        return _to_bchw(torch.bmm(attn_bnn, x_bnc), x_bchw).to(x_bchw.dtype)
+
+
+def context_function(implementation: str, chunk_size: int = 1024) -> Callable[[Tensor], Tensor]:
+    """The global context that ``implementation`` names; ``sdpa`` without torch 2 falls back to ``chunked``."""
+    if implementation not in CONTEXT_IMPLEMENTATIONS:
+        raise ValueError("global context implementation must be one of %s, got %r"
+                         % (", ".join(CONTEXT_IMPLEMENTATIONS), implementation))
+    if implementation == "sdpa" and not HAS_SDPA:
+        log.warning("global context: scaled_dot_product_attention needs torch 2 (this is torch %s); using the "
+                    "chunked version", torch.__version__)
+        implementation = "chunked"
+    if implementation == "sdpa":
+        return global_context_sdpa
+    if implementation == "direct":
+        return global_context_direct
+    return lambda x_bchw: global_context(x_bchw, chunk_size)

@@ -1,10 +1,12 @@
 """HFA: heterogeneous feature alignment by learned warping of the teacher map (HMKD alignment 2).
 
-Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, context_on: auto, chunk_size: 1024, align_corners: true}
+Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, context_on: auto, context: chunked, chunk_size: 1024,
+                                 align_corners: true}
 
 Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
 1. T is resized bilinearly to (h, w) and projected to Cs by a 1x1 conv.
-2. The CNN side gets the parameter-free global context (:mod:`global_context`), computed in query chunks.
+2. The CNN side gets the parameter-free global context (:mod:`global_context`), computed in query chunks
+   (``context: chunked``), by torch 2's fused attention (``sdpa``) or as written (``direct``, the reference).
    ``context_on: auto`` picks the side(s) whose model is a CNN (the family the model registry gives it,
    ``model.family``): the student for SegFormer -> DeepLabV3, the teacher for the reverse, both for CNN pairs,
    neither for transformer pairs. On the teacher side it acts on the projected map of step 1.
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
 from hmkd.losses.distill.common import stage_infos
-from hmkd.losses.distill.global_context import global_context
+from hmkd.losses.distill.global_context import CONTEXT_IMPLEMENTATIONS, context_function
 from hmkd.models.output import SegOutput
 from hmkd.models.registry import model_family
 from hmkd.resize import resize_to
@@ -36,6 +38,7 @@ CONTEXT_SIDES = ("auto", "student", "teacher", "both", "none")
 class HFAOptions(TermOptions):
     stage: int = 2
     context_on: str = "auto"
+    context: str = "chunked"
     chunk_size: int = 1024
     align_corners: bool = True
 
@@ -43,6 +46,7 @@ class HFAOptions(TermOptions):
         super().__post_init__()
         check_at_least("stage", self.stage, 0)
         check_choice("context_on", self.context_on, CONTEXT_SIDES)
+        check_choice("context", self.context, CONTEXT_IMPLEMENTATIONS)
         check_at_least("chunk_size", self.chunk_size, 1)
 
 
@@ -134,11 +138,13 @@ class HFATerm(nn.Module):
     needs_teacher_logits = False
 
     def __init__(self, stage: int, student_channels: int, teacher_channels: int, context_sides: Sequence[str] = (),
-                 chunk_size: int = 1024, align_corners: bool = True):
+                 chunk_size: int = 1024, align_corners: bool = True, context: str = "chunked"):
         super().__init__()
         self.stage = stage
         self.context_sides = tuple(context_sides)
         self.chunk_size = chunk_size
+        self.context = context
+        self.global_context = context_function(context, chunk_size)
         self.align_corners = align_corners
         self.teacher_proj = nn.Conv2d(teacher_channels, student_channels, 1)
         self.student_rrb = RRB(student_channels)
@@ -150,20 +156,20 @@ class HFATerm(nn.Module):
         student, teacher = stage_infos(context, options.stage, where + ".stage")
         sides = resolve_context_sides(options.context_on, context.student, context.teacher, where + ".context_on")
         return cls(options.stage, student.channels, teacher.channels, sides, options.chunk_size,
-                   options.align_corners)
+                   options.align_corners, options.context)
 
     def extra_repr(self) -> str:
-        return "stage=%d, context_on=%s, chunk_size=%d, align_corners=%s" % (
-            self.stage, "+".join(self.context_sides) or "none", self.chunk_size, self.align_corners)
+        return "stage=%d, context_on=%s, context=%s, chunk_size=%d, align_corners=%s" % (
+            self.stage, "+".join(self.context_sides) or "none", self.context, self.chunk_size, self.align_corners)
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
         student_bchw = student_out.features[self.stage]
         teacher_bchw = teacher_out.features[self.stage].detach()
         teacher_bchw = self.teacher_proj(resize_to(teacher_bchw, student_bchw.shape[2:]))
         if "student" in self.context_sides:
-            student_bchw = global_context(student_bchw, self.chunk_size)
+            student_bchw = self.global_context(student_bchw)
         if "teacher" in self.context_sides:
-            teacher_bchw = global_context(teacher_bchw, self.chunk_size)
+            teacher_bchw = self.global_context(teacher_bchw)
         student_ref = self.student_rrb(student_bchw)
         teacher_ref = self.teacher_rrb(teacher_bchw)
         offset_b2hw = self.offset_head(student_ref * teacher_ref)

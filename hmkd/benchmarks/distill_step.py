@@ -1,6 +1,8 @@
 """Distillation overhead: t(distillation step) / (t(student step) + t(teacher forward without grad)).
 
 Usage: python -m hmkd.benchmarks.distill_step --size 128x256 --batch 2 [--teacher segformer_b4 --student deeplabv3_r18]
+                                               [--amp fp16|bf16]   (bare --amp: fp16)
+                                               [--attention sdpa --context sdpa --channels-last]   (speed paths)
 
 The floor is training the student plus running the teacher as an inference model would (decode head included); the
 excess is what distillation adds. The distillation step runs the teacher as the trainer does: without its decode
@@ -11,19 +13,27 @@ Next to it, that ratio in arithmetic (``mac_ratio``): multiply-accumulates of on
 teacher and the loss terms, counted by torch.profiler (convolutions, linear layers, batched matmuls), with backward
 taken as twice the forward for what trains. It is what the method itself demands at this shape, so a time ratio near
 it means the implementation adds no waste of its own, and one far above it means it does.
+``--amp`` runs the student step, the teacher and the floors under autocast in that dtype as the trainer resolves
+``train.amp`` (hmkd.engine.precision): fp16 with a GradScaler, bf16 without one; on the CPU fp16 is not offered and
+bf16 needs torch 2, and what ran instead is said (``precision`` in the JSON, fp32 then).
+The speed paths are the config's switches: ``--attention`` is the SegFormer models' ``attention`` option (eager or
+sdpa), ``--context`` HFA's ``context`` (chunked, sdpa or direct), ``--channels-last`` the models, criterion and images
+in NHWC (``train.channels_last``). Floors and step run with the same switches.
 """
 import argparse
-from typing import Any, Callable, Dict
+import dataclasses
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from hmkd.benchmarks.common import add_run_args, median_ratio, summarize, time_interleaved, write_result
 from hmkd.cli.common import parse_size
-from hmkd.compat import cuda_autocast, grad_scaler
+from hmkd.compat import grad_scaler
+from hmkd.engine.precision import AMP_DTYPES, resolve_precision
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
-from hmkd.models import build_model
+from hmkd.models import build_model, model_entry
 
 
 def forward_macs(fn: Callable[[], Any]) -> float:
@@ -33,24 +43,36 @@ def forward_macs(fn: Callable[[], Any]) -> float:
     return sum(event.flops for event in prof.key_averages() if event.flops) / 2.0
 
 
-def measure(teacher_name: str, student_name: str, size, batch: int, device: str, amp: bool, reps: int,
-            terms: Dict[str, Any]) -> Dict[str, Any]:
+def model_options(name: str, attention: Optional[str]) -> Dict[str, Any]:
+    """``attention`` for the models that have the option (SegFormer), nothing for the others."""
+    fields = {f.name for f in dataclasses.fields(model_entry(name).options)}
+    return {"attention": attention} if attention and "attention" in fields else {}
+
+
+def measure(teacher_name: str, student_name: str, size, batch: int, device: str, amp: Optional[str], reps: int,
+            terms: Dict[str, Any], attention: Optional[str] = None, channels_last: bool = False) -> Dict[str, Any]:
     dev = torch.device(device)
     num_classes = 19
-    teacher = build_model(teacher_name, num_classes).to(dev).eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    teacher = build_model(teacher_name, num_classes, **model_options(teacher_name, attention))
+    teacher = teacher.to(dev, memory_format=fmt).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    images = torch.randn(batch, 3, *size, device=dev)
+    images = torch.randn(batch, 3, *size, device=dev).contiguous(memory_format=fmt)
     labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    autocast = (lambda _name: cuda_autocast()) if amp else torch.autograd.profiler.record_function
+    precision = resolve_precision(amp, dev, "--amp", warn=lambda message: print("warning: " + message))
+
+    def autocast(_name):
+        return precision.autocast()
 
     def setup(term_cfg):
-        student = build_model(student_name, num_classes).to(dev).train()
-        criterion = build_criterion(term_cfg, TermContext(student, teacher, 255)).to(dev).train()
+        student = build_model(student_name, num_classes, **model_options(student_name, attention))
+        student = student.to(dev, memory_format=fmt).train()
+        criterion = build_criterion(term_cfg, TermContext(student, teacher, 255)).to(dev, memory_format=fmt).train()
         params = list(student.parameters()) + list(criterion.parameters())
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        scaler = grad_scaler(amp)
+        scaler = grad_scaler(precision.needs_scaler)  # fp16 only: bf16 has float32's exponent range
         return student, criterion, opt, scaler
 
     def step_fn(student, criterion, opt, scaler, with_teacher):
@@ -88,7 +110,9 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
     like = median_ratio(times["distill"], [s + t for s, t in zip(times["student"], times[used])])
     result: Dict[str, Any] = {
         "teacher": teacher_name, "student": student_name, "size": list(size), "batch": batch, "device": device,
-        "amp": amp, "terms": sorted(terms), "student_step": stats["student"], "teacher_forward": stats["teacher"],
+        "amp": amp or False, "precision": precision.name, "terms": sorted(terms), "term_options": terms,
+        "attention": attention or "eager", "channels_last": channels_last, "student_step": stats["student"],
+        "teacher_forward": stats["teacher"],
         "teacher_forward_features_only": stats["teacher_features"], "distill_step": stats["distill"],
         "teacher_logits_used": criterion.needs_teacher_logits,
         **median_ratio(times["distill"], floors), "target": 1.10,
@@ -109,6 +133,11 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
         step_fn(*distill, with_teacher=True)()
         sync()
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        torch.cuda.reset_peak_memory_stats()
+        step_fn(*plain, with_teacher=False)()
+        teacher_forward(True)()
+        sync()
+        result["floor_peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return result
 
 
@@ -118,16 +147,28 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--student", default="deeplabv3_r18")
     parser.add_argument("--size", type=parse_size, default="128x256")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--amp", nargs="?", const="fp16", choices=sorted(AMP_DTYPES), default=None,
+                        help="autocast dtype (bare --amp: fp16)")
+    parser.add_argument("--attention", choices=("eager", "sdpa"), default=None,
+                        help="SegFormer's attention option (default: the model's, eager)")
+    parser.add_argument("--context", choices=("chunked", "sdpa", "direct"), default=None,
+                        help="HFA's global context implementation (default: the term's, chunked)")
+    parser.add_argument("--channels-last", action="store_true")
     add_run_args(parser, reps=5, name="distill_step")
     args = parser.parse_args(argv)
     size = args.size
+    hfa: Dict[str, Any] = {"weight": 1.0}
+    if args.context:
+        hfa["context"] = args.context
     result = measure(args.teacher, args.student, size, args.batch, args.device, args.amp, args.reps,
-                     {"gla": {"weight": 1.0}, "hfa": {"weight": 1.0}})
+                     {"gla": {"weight": 1.0}, "hfa": hfa}, args.attention, args.channels_last)
     path = write_result(args.out, args.name, result)
+    switches = "".join(" " + s for s in (args.amp, args.attention and "attention=" + args.attention,
+                                         args.context and "context=" + args.context,
+                                         args.channels_last and "channels-last") if s)
     print("%s -> %s at %dx%d x%d on %s%s: student step %.3fs, teacher fwd %.3fs (features only %.3fs), distill step "
           "%.3fs, ratio %.3f (target <= 1.10); against the same teacher work %.3f, in arithmetic %.3f -> %s"
-          % (args.teacher, args.student, size[0], size[1], args.batch, args.device, " amp" if args.amp else "",
+          % (args.teacher, args.student, size[0], size[1], args.batch, args.device, switches,
              result["student_step"]["median_s"], result["teacher_forward"]["median_s"],
              result["teacher_forward_features_only"]["median_s"], result["distill_step"]["median_s"],
              result["ratio"], result["ratio_same_teacher_work"], result["mac_ratio"], path))

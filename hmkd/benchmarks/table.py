@@ -1,15 +1,17 @@
 """The benchmark table: every figure in a results folder's JSON files against its target, one line each.
 
-Usage: python -m hmkd.benchmarks.table [results/]
+Usage: python -m hmkd.benchmarks.table [results/] [--markdown FILE]    (FILE: the same rows as a Markdown table)
 
 Each benchmark writes its own JSON; this reads them all back so `make bench` and `make bench-gpu` end with one view
 of where the project stands (ok / MISS against a target; plain figures where the issue sets none).
 """
+import argparse
 import glob
 import json
 import os
-import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from hmkd.atomic import atomic_write_text
 
 Row = Tuple[str, str, Optional[float], str]  # figure, value text, target (None = no target), comparison ("<=", ">=")
 
@@ -18,9 +20,25 @@ def _ms(seconds: float) -> str:
     return "%.1f ms" % (1e3 * seconds)
 
 
+def _switches(r: Dict[str, Any]) -> str:
+    """The precision and speed paths a step ran with: " bf16 attention=sdpa" (older files: amp true = fp16)."""
+    amp = r.get("amp")
+    parts = ["fp16" if amp is True else amp or "fp32"]
+    if amp and r.get("precision", parts[0]) != parts[0]:
+        parts[0] += " (ran %s)" % r["precision"]
+    if r.get("attention", "eager") != "eager":
+        parts.append("attention=" + r["attention"])
+    context = (r.get("term_options") or {}).get("hfa", {}).get("context")
+    if context:
+        parts.append("context=" + context)
+    if r.get("channels_last"):
+        parts.append("channels-last")
+    return " ".join(parts)
+
+
 def _distill_step(r: Dict[str, Any]) -> Iterator[Row]:
-    where = "%s->%s %s x%d %s%s" % (r["teacher"], r["student"], "x".join(map(str, r["size"])), r["batch"],
-                                    r["device"], " amp" if r.get("amp") else "")
+    where = "%s->%s %s x%d %s %s" % (r["teacher"], r["student"], "x".join(map(str, r["size"])), r["batch"],
+                                     r["device"], _switches(r))
     yield ("step ratio " + where, "%.3f" % r["ratio"], r.get("target", 1.10), "<=")
     if "ratio_same_teacher_work" in r:
         yield ("step ratio against the teacher work the step runs " + where, "%.3f" % r["ratio_same_teacher_work"],
@@ -30,17 +48,31 @@ def _distill_step(r: Dict[str, Any]) -> Iterator[Row]:
                None, "")
     yield ("images/s " + where, "%.2f" % r["images_per_s"], None, "")
     if "peak_memory_mib" in r:
-        yield ("peak memory " + where, "%.0f MiB" % r["peak_memory_mib"], None, "")
+        floor = r.get("floor_peak_memory_mib")
+        yield ("peak memory " + where + ("" if floor is None else " (floor %.0f MiB)" % floor),
+               "%.0f MiB" % r["peak_memory_mib"], None, "")
 
 
 def _context_memory(r: Dict[str, Any]) -> Iterator[Row]:
-    yield ("HFA context peak chunked/direct %dx%dx%d %s (%.0f / %.0f MiB)"
-           % (r["hw"][0], r["hw"][1], r["channels"], r["device"], r["chunked_peak_mib"], r["direct_peak_mib"]),
+    shape = "%dx%dx%d %s" % (r["hw"][0], r["hw"][1], r["channels"], r["device"])
+    yield ("HFA context peak chunked/direct %s (%.0f / %.0f MiB)" % (shape, r["chunked_peak_mib"],
+                                                                    r["direct_peak_mib"]),
            "%.3f" % r["ratio"], r.get("target", 0.125), "<=")
-    hfa = r.get("scopes", {}).get("hfa")
+    scopes = r.get("scopes", {})
+    hfa = scopes.get("hfa")
     if hfa:
         yield ("whole HFA term peak chunked/direct context (%.0f / %.0f MiB)"
                % (hfa["chunked"]["median_mib"], hfa["direct"]["median_mib"]), "%.3f" % hfa["ratio"], None, "")
+    for scope, label in (("context", "HFA context"), ("hfa", "whole HFA term")):
+        runs = scopes.get(scope, {})
+        for variant in r.get("variants", []):
+            run = runs.get(variant)
+            if not isinstance(run, dict):
+                continue
+            if variant == "sdpa":
+                yield ("%s peak %s %s" % (label, variant, shape), "%.0f MiB" % run["median_mib"], None, "")
+            if "time" in run:
+                yield ("%s fwd+bwd time %s %s" % (label, variant, shape), _ms(run["time"]["median_s"]), None, "")
 
 
 def _distill_quality(r: Dict[str, Any]) -> Iterator[Row]:
@@ -117,22 +149,39 @@ def rows(out_dir: str) -> List[List[str]]:
     return table
 
 
-def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out_dir = args[0] if args else "results"
-    table = rows(out_dir)
-    if not table:
-        print("no benchmark results in %s/" % out_dir)
-        return 1
-    header = ["benchmark", "figure", "value", "target", "", "load"]
-    widths = [max(len(r[i]) for r in table + [header]) for i in range(len(header))]
-    for line in [header] + table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+HEADER = ["benchmark", "figure", "value", "target", "", "load"]
+
+
+def summary_line(table: List[List[str]]) -> str:
     misses = sum(1 for r in table if r[4] == "MISS")
-    print("%d figures, %d with a target, %d missed (load = 1-minute load average when written)"
-          % (len(table), sum(1 for r in table if r[3]), misses))
+    return ("%d figures, %d with a target, %d missed (load = 1-minute load average when written)"
+            % (len(table), sum(1 for r in table if r[3]), misses))
+
+
+def markdown(table: List[List[str]]) -> str:
+    """The rows as a Markdown table (``|`` in cells escaped), then the summary line."""
+    lines = ["| " + " | ".join(HEADER[:4] + ["status", "load"]) + " |", "|" + " --- |" * len(HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
+    return "\n".join(lines + ["", summary_line(table)]) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", default="results")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the rows as a Markdown table to FILE")
+    args = parser.parse_args(argv)
+    table = rows(args.out_dir)
+    if not table:
+        print("no benchmark results in %s/" % args.out_dir)
+        return 1
+    widths = [max(len(r[i]) for r in table + [HEADER]) for i in range(len(HEADER))]
+    for line in [HEADER] + table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print(summary_line(table))
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown(table))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

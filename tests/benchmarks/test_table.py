@@ -19,3 +19,27 @@ def test_each_figure_is_judged_against_its_target(tmp_path, capsys):
 def test_empty_folder_is_an_error(tmp_path, capsys):
     assert table.main([str(tmp_path)]) == 1
     assert "no benchmark results in" in capsys.readouterr().out
+
+
+def test_markdown_rows_and_the_speed_path_labels(tmp_path):
+    out = str(tmp_path)
+    step = {"teacher": "segformer_b4", "student": "deeplabv3_r18", "size": [512, 1024], "batch": 8, "device": "cuda",
+            "ratio": 1.05, "images_per_s": 40.0, "peak_memory_mib": 30000.0, "floor_peak_memory_mib": 20000.0}
+    write_result(out, "distill_step_bf16_sdpa", dict(step, amp="bf16", precision="bf16", attention="sdpa",
+                                                     term_options={"hfa": {"weight": 1.0, "context": "sdpa"}}))
+    write_result(out, "distill_step_cpu", dict(step, device="cpu", amp="fp16", precision="fp32"))
+    write_result(out, "distill_step_old", dict(step, amp=True))  # files written before bf16: amp true = fp16
+    table_rows = table.rows(out)
+    figures = {r[1]: r for r in table_rows}
+    where = "segformer_b4->deeplabv3_r18 512x1024 x8 cuda bf16 attention=sdpa context=sdpa"
+    assert figures["step ratio " + where][2:5] == ["1.050", "<= 1.1", "ok"]
+    assert figures["peak memory %s (floor 20000 MiB)" % where][2] == "30000 MiB"
+    assert "images/s segformer_b4->deeplabv3_r18 512x1024 x8 cpu fp16 (ran fp32)" in figures
+    assert "images/s segformer_b4->deeplabv3_r18 512x1024 x8 cuda fp16" in figures
+    text = table.markdown(table_rows)
+    lines = text.splitlines()
+    assert lines[0] == "| benchmark | figure | value | target | status | load |"
+    assert len([line for line in lines if line.startswith("| distill_step")]) == len(table_rows)
+    assert lines[-1].startswith("%d figures" % len(table_rows))
+    assert table.main([out, "--markdown", str(tmp_path / "t.md")]) == 0
+    assert (tmp_path / "t.md").read_text() == text

@@ -18,7 +18,8 @@ help:
 	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
 
-$(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/test.txt pyproject.toml \
+$(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/modern-mmcv.txt requirements/test.txt \
+		pyproject.toml \
 		tools/setup_env.sh tools/find_python.sh
 	STACK=$(STACK) tools/setup_env.sh $(VENV)
 	touch $@

@@ -3,7 +3,8 @@
 #   legacy (default, the image's): Python 3.8, requirements/stack.txt (torch 1.11, mmcv-full 1.7.1) in .venv.
 #     mmcv-full 1.7.1 has no CPU wheel on PyPI: it is compiled once from the source package (about 5 minutes on
 #     2 cores) into a wheel cache outside the checkout, so later setups and CI on this machine reuse it.
-#   modern: Python 3.11, stack.txt with requirements/modern.txt's torch 2 instead of torch 1.11 and no mmcv-full.
+#   modern: Python 3.11, stack.txt with requirements/modern.txt's torch 2 instead of torch 1.11 and no mmcv-full;
+#     requirements/modern-mmcv.txt adds mmcv 1.7.1 without ops (its FLOP counter, pure Python: 1 minute to build).
 # Usage: tools/setup_env.sh [VENV_DIR]   (env: STACK=legacy|modern, PYTHON=/path/to/python, HMKD_WHEEL_CACHE=dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,8 @@ PY
 if [ "$stack" = modern ]; then
   grep -vE '^(torch|torchvision|mmcv-full|addict|yapf)==' requirements/stack.txt > "$venv/stack-modern.txt"
   "${pip[@]}" install -q -r "$venv/stack-modern.txt" -r requirements/modern.txt -r requirements/test.txt
-  install_and_check "" torch torchvision timm submitit cv2 yaml hmkd
+  MMCV_WITH_OPS=0 "${pip[@]}" install -q --no-build-isolation -r requirements/modern-mmcv.txt
+  install_and_check "" torch torchvision mmcv timm submitit cv2 yaml hmkd
   exit 0
 fi
 

@@ -1,4 +1,5 @@
-"""hmkd flops MODEL --num-classes K --size HxW [--json]: parameters and FLOPs (multiply-accumulates)."""
+"""hmkd flops MODEL --num-classes K --size HxW [--counter mmcv|torch] [--json]: parameters and FLOPs
+(multiply-accumulates). On torch 2 the model is counted on the meta device (shapes only: seconds for any model)."""
 import json
 
 from hmkd.cli.common import parse_size
@@ -10,15 +11,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="a registered model name (see `hmkd models`)")
     parser.add_argument("--num-classes", type=int, required=True)
     parser.add_argument("--size", required=True, type=parse_size, help="input HEIGHTxWIDTH, e.g. 512x1024")
+    parser.add_argument("--counter", choices=("mmcv", "torch"), default=None,
+                        help="which FLOP counter (default: mmcv where installed, else torch.utils.flop_counter)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def run(args) -> int:
     from hmkd.models import build_model
-    from hmkd.models.complexity import model_complexity
+    from hmkd.models.complexity import model_complexity, shapes_only
 
     size = args.size
-    info = model_complexity(build_model(args.model, args.num_classes), size)
+    try:
+        info = model_complexity(shapes_only(build_model(args.model, args.num_classes)), size, args.counter)
+    except ImportError as exc:
+        raise ValueError(str(exc)) from None
     info.update(model=args.model, num_classes=args.num_classes, size=list(size), flops_unit="multiply-accumulates")
     if args.json:
         print(json.dumps(info, sort_keys=True))

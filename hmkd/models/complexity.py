@@ -1,7 +1,9 @@
-"""Parameters and FLOPs of a segmentor: mmcv-full's complexity counter plus what it cannot see (legacy stack), or
-torch's own operator counter where mmcv-full is not installed (modern stack).
+"""Parameters and FLOPs of a segmentor: mmcv's complexity counter plus what it cannot see (legacy stack, and the
+modern venv's mmcv without ops), or torch's own operator counter where mmcv is not installed (the modern image).
 
 Usage: info = model_complexity(build_model("segformer_b4", 19), (512, 1024))   # info["counter"]: mmcv | torch
+       info = model_complexity(model, (512, 1024), counter="torch")            # one counter by name
+       model_complexity(shapes_only(build_model(name, 19)), size)              # no arithmetic runs (torch 2)
 
 mmcv counts modules (convs, linears, norms, pools, ``nn.Upsample``) and reports multiply-accumulates as "FLOPs",
 the convention of the segmentation literature. It does not see tensor products written as ``@`` inside a module,
@@ -11,11 +13,12 @@ softmax and GELU (elementwise, well under 1% for these models). torch's counter 
 product (Q K^T and A V included) but no normalisation, pooling or activation.
 """
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
+from hmkd.compat import TORCH_VERSION
 from hmkd.models.segformer import EfficientSelfAttention
 
 
@@ -48,26 +51,54 @@ def _torch_macs(model: nn.Module, size_hw: Tuple[int, int]) -> int:
     return int(mode.get_total_flops()) // 2
 
 
-def flop_counter() -> str:
-    """"mmcv" where mmcv-full is installed (the legacy stack), else "torch" (torch.utils.flop_counter)."""
+COUNTERS = ("mmcv", "torch")
+
+
+def shapes_only(model: nn.Module) -> nn.Module:
+    """The model on the meta device, where both counters see every shape and no arithmetic runs (SegFormer-B5 at
+    1024x2048 in seconds); torch 1.11 has no meta convolution, so there the model stays where it is."""
+    return model.to("meta") if TORCH_VERSION >= (2, 0) else model
+
+
+def _available(counter: str) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            import mmcv.cnn  # noqa: F401
-        return "mmcv"
+            if counter == "mmcv":
+                import mmcv.cnn  # noqa: F401
+            else:
+                import torch.utils.flop_counter  # noqa: F401
+        return True
     except ImportError:
-        pass
-    try:
-        import torch.utils.flop_counter  # noqa: F401
-        return "torch"
-    except ImportError:
+        return False
+
+
+def available_counters() -> Tuple[str, ...]:
+    return tuple(counter for counter in COUNTERS if _available(counter))
+
+
+def flop_counter(requested: Optional[str] = None) -> str:
+    """``requested`` if it is installed; by default "mmcv" where mmcv is installed (the convention of the
+    segmentation literature's tables), else "torch" (torch.utils.flop_counter, torch >= 2.1)."""
+    if requested is not None:
+        if requested not in COUNTERS:
+            raise ValueError("FLOP counter must be one of %s, got %r" % (", ".join(COUNTERS), requested))
+        if not _available(requested):
+            raise ImportError("the %s FLOP counter is not installed here (%s); available: %s" % (
+                requested, "mmcv 1.7" if requested == "mmcv" else "torch >= 2.1",
+                ", ".join(available_counters()) or "none"))
+        return requested
+    found = available_counters()
+    if not found:
         raise ImportError("no FLOP counter here: install mmcv-full 1.7 (torch 1.x) or use torch >= 2.1")
+    return found[0]
 
 
-def model_complexity(model: nn.Module, size_hw: Tuple[int, int]) -> Dict[str, Any]:
+def model_complexity(model: nn.Module, size_hw: Tuple[int, int], counter: Optional[str] = None) -> Dict[str, Any]:
     """Parameters and MACs for one image of ``size_hw`` in eval mode (auxiliary heads do not run), with the name of
-    the counter used; ``flops_attention`` is the attention products' share, counted by our own hook."""
-    counter = flop_counter()
+    the counter used (``counter``: one by name, else :func:`flop_counter`'s); ``flops_attention`` is the attention
+    products' share, counted by our own hook. A model on the meta device is counted from shapes alone."""
+    counter = flop_counter(counter)
     was_training = model.training
     model.eval()
     attention = [m for m in model.modules() if isinstance(m, EfficientSelfAttention)]

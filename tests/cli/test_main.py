@@ -91,3 +91,17 @@ def test_warnings_are_one_line_without_source(tmp_path):
     assert result.returncode == 2
     assert "UserWarning: data keys root are ignored for name=synthetic\n" in result.stderr
     assert "warnings.warn" not in result.stderr and ".py:" not in result.stderr
+
+
+def test_flops_counter_by_name_or_one_line_error(capsys):
+    from hmkd.models.complexity import available_counters
+
+    for counter in ("mmcv", "torch"):
+        code = main(["flops", "deeplabv3_tiny", "--num-classes", "3", "--size", "64x64", "--counter", counter])
+        out, err = capsys.readouterr()
+        if counter in available_counters():
+            assert code == 0 and ("torch.utils.flop_counter" in out) == (counter == "torch")
+        else:
+            assert code == 2 and err.strip().splitlines() == [
+                "hmkd flops: error: the %s FLOP counter is not installed here (%s); available: %s" % (
+                    counter, "mmcv 1.7" if counter == "mmcv" else "torch >= 2.1", ", ".join(available_counters()))]

@@ -2,7 +2,7 @@
 
 Usage: python -m hmkd.benchmarks.gpu --out results            (in the bench-gpu venv: python3 tools/bench_gpu.py)
        python -m hmkd.benchmarks.gpu --smoke --out /tmp/r     (CPU dry run at tiny sizes, in any project venv)
-       python -m hmkd.benchmarks.gpu --check --budget 250 --out results/gpu-check/benchmarks --status FILE
+       python -m hmkd.benchmarks.gpu --check --budget 200 --out results/gpu-check/benchmarks --status FILE
                                                               (the GPU check's set in a time budget; tools/gpu_check.py)
 
 The figures users compare codebases by are GPU-hours, so the GPU run must be repeatable by anyone with one command.
@@ -103,13 +103,13 @@ def check_plan(smoke: bool) -> List[Planned]:
         evaluation = ["--size", "1024x2048", "--crop", "512x1024", "--stride", "341x682", "--reps", "5",
                       "--models", "deeplabv3_r18,segformer_b4"]
     return [
-        Planned("distill_step_fp32", distill_step.main, pair, 60),
-        Planned("distill_step_bf16", distill_step.main, pair + ["--amp", "bf16"], 50),
-        Planned("context_memory", context_memory.main, context, 40),
-        Planned("eval_throughput", eval_throughput.main, evaluation + ["--batch-windows", "1,4"], 60),
+        Planned("distill_step_fp32", distill_step.main, pair, 45),
+        Planned("distill_step_bf16", distill_step.main, pair + ["--amp", "bf16"], 40),
+        Planned("context_memory", context_memory.main, context, 25),
+        Planned("eval_throughput", eval_throughput.main, evaluation + ["--batch-windows", "1,4"], 40),
         Planned("distill_step_bf16_sdpa", distill_step.main,
-                pair + ["--amp", "bf16", "--attention", "sdpa", "--context", "sdpa"], 50, required=False),
-        Planned("distill_step_fp16", distill_step.main, pair + ["--amp", "fp16"], 50, required=False),
+                pair + ["--amp", "bf16", "--attention", "sdpa", "--context", "sdpa"], 40, required=False),
+        Planned("distill_step_fp16", distill_step.main, pair + ["--amp", "fp16"], 40, required=False),
     ]
 
 
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results")
     parser.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes, to check the wiring")
     parser.add_argument("--check", action="store_true", help="the GPU check's set, within --budget seconds")
-    parser.add_argument("--budget", type=float, default=250.0, help="seconds for --check (default 250)")
+    parser.add_argument("--budget", type=float, default=200.0, help="seconds for --check (default 200)")
     parser.add_argument("--status", default=None, help="--check: JSON of what ran, rewritten after each benchmark")
     args = parser.parse_args(argv)
     try:

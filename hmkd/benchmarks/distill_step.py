@@ -49,53 +49,76 @@ def model_options(name: str, attention: Optional[str]) -> Dict[str, Any]:
     return {"attention": attention} if attention and "attention" in fields else {}
 
 
-def measure(teacher_name: str, student_name: str, size, batch: int, device: str, amp: Optional[str], reps: int,
-            terms: Dict[str, Any], attention: Optional[str] = None, channels_last: bool = False) -> Dict[str, Any]:
-    dev = torch.device(device)
-    num_classes = 19
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    teacher = build_model(teacher_name, num_classes, **model_options(teacher_name, attention))
-    teacher = teacher.to(dev, memory_format=fmt).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    images = torch.randn(batch, 3, *size, device=dev).contiguous(memory_format=fmt)
-    labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    precision = resolve_precision(amp, dev, "--amp", warn=lambda message: print("warning: " + message))
+def hmkd_terms(context: Optional[str] = None) -> Dict[str, Any]:
+    """The distillation terms of the headline step beside CE: GLA and HFA at weight 1 (HFA's context as named)."""
+    hfa: Dict[str, Any] = {"weight": 1.0}
+    if context:
+        hfa["context"] = context
+    return {"gla": {"weight": 1.0}, "hfa": hfa}
 
-    def autocast(_name):
-        return precision.autocast()
 
-    def setup(term_cfg):
-        student = build_model(student_name, num_classes, **model_options(student_name, attention))
+class DistillSetup:
+    """The headline step's pieces, built once: a frozen teacher, random images and labels, and per loss-term set a
+    student, its criterion, an SGD optimizer and a scaler. ``step(...)`` and ``teacher_forward(...)`` return the
+    callables that are timed (here, and by :mod:`hmkd.benchmarks.stack_ratio` in each stack's process)."""
+
+    def __init__(self, teacher_name: str, student_name: str, size, batch: int, device: str, amp: Optional[str],
+                 attention: Optional[str] = None, channels_last: bool = False, num_classes: int = 19):
+        self.device = dev = torch.device(device)
+        self.student_name, self.attention, self.num_classes = student_name, attention, num_classes
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        teacher = build_model(teacher_name, num_classes, **model_options(teacher_name, attention))
+        self.teacher = teacher.to(dev, memory_format=self.fmt).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.images = torch.randn(batch, 3, *size, device=dev).contiguous(memory_format=self.fmt)
+        self.labels = torch.randint(0, num_classes, (batch,) + tuple(size), device=dev)
+        self.sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        self.precision = resolve_precision(amp, dev, "--amp", warn=lambda message: print("warning: " + message))
+
+    def autocast(self):
+        return self.precision.autocast()
+
+    def setup(self, term_cfg: Dict[str, Any]):
+        dev, fmt = self.device, self.fmt
+        student = build_model(self.student_name, self.num_classes, **model_options(self.student_name, self.attention))
         student = student.to(dev, memory_format=fmt).train()
-        criterion = build_criterion(term_cfg, TermContext(student, teacher, 255)).to(dev, memory_format=fmt).train()
+        criterion = build_criterion(term_cfg, TermContext(student, self.teacher, 255)).to(dev, memory_format=fmt)
         params = list(student.parameters()) + list(criterion.parameters())
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        scaler = grad_scaler(precision.needs_scaler)  # fp16 only: bf16 has float32's exponent range
-        return student, criterion, opt, scaler
+        scaler = grad_scaler(self.precision.needs_scaler)  # fp16 only: bf16 has float32's exponent range
+        return student, criterion.train(), opt, scaler
 
-    def step_fn(student, criterion, opt, scaler, with_teacher):
+    def step(self, student, criterion, opt, scaler, with_teacher: bool) -> Callable[[], None]:
         teacher_logits = criterion.needs_teacher_logits  # as the trainer asks the teacher
+        teacher, images, labels = self.teacher, self.images, self.labels
 
         def step():
             opt.zero_grad(set_to_none=True)
             teacher_out = None
             if with_teacher:
-                with torch.no_grad(), autocast("teacher"):
+                with torch.no_grad(), self.autocast():
                     teacher_out = teacher(images, with_logits=teacher_logits)
-            with autocast("student"):
+            with self.autocast():
                 total = sum(criterion(student(images), labels, teacher_out).values())
             scaler.scale(total).backward()
             scaler.step(opt)
             scaler.update()
         return step
 
-    def teacher_forward(with_logits):
+    def teacher_forward(self, with_logits: bool) -> Callable[[], None]:
         def forward():
-            with torch.no_grad(), autocast("teacher"):
-                teacher(images, with_logits=with_logits)
+            with torch.no_grad(), self.autocast():
+                self.teacher(self.images, with_logits=with_logits)
         return forward
+
+
+def measure(teacher_name: str, student_name: str, size, batch: int, device: str, amp: Optional[str], reps: int,
+            terms: Dict[str, Any], attention: Optional[str] = None, channels_last: bool = False) -> Dict[str, Any]:
+    bench = DistillSetup(teacher_name, student_name, size, batch, device, amp, attention, channels_last)
+    teacher, images, labels, sync, precision = bench.teacher, bench.images, bench.labels, bench.sync, bench.precision
+    dev = bench.device
+    setup, step_fn, teacher_forward = bench.setup, bench.step, bench.teacher_forward
 
     plain = setup({"ce": {"weight": 1.0}})
     distill = setup(dict({"ce": {"weight": 1.0}}, **terms))
@@ -157,11 +180,8 @@ def main(argv=None) -> Dict[str, Any]:
     add_run_args(parser, reps=5, name="distill_step")
     args = parser.parse_args(argv)
     size = args.size
-    hfa: Dict[str, Any] = {"weight": 1.0}
-    if args.context:
-        hfa["context"] = args.context
     result = measure(args.teacher, args.student, size, args.batch, args.device, args.amp, args.reps,
-                     {"gla": {"weight": 1.0}, "hfa": hfa}, args.attention, args.channels_last)
+                     hmkd_terms(args.context), args.attention, args.channels_last)
     path = write_result(args.out, args.name, result)
     switches = "".join(" " + s for s in (args.amp, args.attention and "attention=" + args.attention,
                                          args.context and "context=" + args.context,

@@ -112,9 +112,25 @@ def _step_formats(r: Dict[str, Any]) -> Iterator[Row]:
             yield (figure, row if isinstance(row, str) else "%.2f" % row["ratio_to_fp32"], None, "")
 
 
+def _stack_ratio(r: Dict[str, Any]) -> Iterator[Row]:
+    where = "%s->%s %s x%d CPU %d threads" % (r["teacher"], r["student"], "x".join(map(str, r["size"])), r["batch"],
+                                             r["threads"])
+    legacy = r["variants"]["legacy"]
+    for name, v in r["variants"].items():
+        if name == "legacy":
+            continue
+        label = name.replace("modern_", "modern ").replace("_", "+")
+        native = "" if v["precision"] != "bf16" else (" (native bf16)" if r.get("cpu_bf16_native") else
+                                                      " (bf16 emulated: no AVX512-BF16/AMX)")
+        yield ("step time %s (torch %s, %s) / legacy (torch %s) %s%s" % (label, v["torch"], v["precision"],
+                                                                       legacy["torch"], where, native),
+               "%.3f" % v["ratio"], r.get("target", 1.0) if name == "modern" else None, "<=")
+
+
 _READERS: Dict[str, Callable[[Dict[str, Any]], Iterator[Row]]] = {
     "distill_step": _distill_step, "context_memory": _context_memory, "distill_quality": _distill_quality,
-    "data_pipeline": _data_pipeline, "eval_throughput": _eval, "step_formats": _step_formats}
+    "data_pipeline": _data_pipeline, "eval_throughput": _eval, "step_formats": _step_formats,
+    "stack_ratio": _stack_ratio}
 
 
 def _reader(name: str) -> Optional[Callable[[Dict[str, Any]], Iterator[Row]]]:

@@ -16,6 +16,7 @@ help:
 	@echo "make test         run the test suite (CPU, tiny models) in $(VENV)"
 	@echo "make bench        CPU benchmarks, <15 min (JSON in $(BENCH_OUT)/, then a table of figures vs targets)"
 	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
+	@echo "make gpu-check    the prepared GPU check (CUDA tests + GPU benchmarks, <8 min; GPU_CHECK_FLAGS=--dry-run: CPU)"
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
 
 $(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/modern-mmcv.txt requirements/test.txt \
@@ -82,6 +83,28 @@ bench: $(VENV)/.installed
 
 bench-gpu:
 	$(BENCH_GPU_PY) tools/bench_gpu.py --out $(BENCH_OUT) $(BENCH_GPU_FLAGS)
+
+# The GPU check (tools/gpu_check.py; README "GPU check"): the CUDA-marked tests, then the GPU benchmarks, into
+# $(GPU_CHECK_OUT)/ (summary.json, table.md) in at most 465 s, in the machine's python3 with the checkout on
+# PYTHONPATH and no network. Where that python has no pytest, pytest comes from $(GPU_WHEELS)/: `make gpu-wheels`
+# downloads its pure-Python wheels where PyPI is reachable (build/ is git-ignored: carry that folder along).
+# GPU_CHECK_FLAGS=--dry-run runs the same on the CPU at tiny sizes, in $(VENV)'s python.
+GPU_CHECK_FLAGS ?=
+GPU_CHECK_PY ?= $(if $(filter --dry-run,$(GPU_CHECK_FLAGS)),$(PY),python3)
+GPU_CHECK_OUT ?= $(BENCH_OUT)/gpu-check
+GPU_WHEELS ?= build/gpu-wheels
+GPU_WHEELS_PYTHON ?= 3.12
+GPU_WHEELS_PIP ?= python3 -m pip
+PYTEST_PIN := $(shell sed -nE 's/^(pytest==[^ #]+).*/\1/p' requirements/test.txt)
+
+.PHONY: gpu-check gpu-wheels
+
+gpu-check:
+	$(GPU_CHECK_PY) tools/gpu_check.py --out $(GPU_CHECK_OUT) --wheels $(GPU_WHEELS) $(GPU_CHECK_FLAGS)
+
+gpu-wheels:
+	$(GPU_WHEELS_PIP) download --disable-pip-version-check --dest $(GPU_WHEELS) --only-binary=:all: \
+		--python-version $(GPU_WHEELS_PYTHON) --implementation py --abi none --platform any $(PYTEST_PIN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

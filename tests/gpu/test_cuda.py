@@ -187,11 +187,12 @@ def test_deterministic_resume_is_bitwise_on_the_device(tmp_path, device):
     cfg = device_config(device, train={"deterministic": True}, schedule={"max_iters": 8}, **distill_sections(tmp_path))
     config = write_yaml(tmp_path / "exp.yaml", cfg)
     reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
+    partial = subprocess.Popen([sys.executable, "-c", _PARTIAL_RUN, config, resumed, "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO)  # beside the reference
     result = run_cli("distill", config, "--run-dir", reference)
+    out, err = partial.communicate(timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    partial = subprocess.run([sys.executable, "-c", _PARTIAL_RUN, config, resumed, "3"], capture_output=True,
-                             text=True, timeout=600, env=cli_env(), cwd=REPO)
-    assert partial.returncode == 0 and "saved step 3" in partial.stdout, partial.stderr[-3000:]
+    assert partial.returncode == 0 and "saved step 3" in out, err[-3000:]
     result = run_cli("distill", config, "--run-dir", resumed)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from step 3" in result.stdout

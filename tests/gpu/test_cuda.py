@@ -168,6 +168,28 @@ def test_distillation_step_with_a_half_precision_teacher(tmp_path, device, teach
 
 
 # ------------------------------------------------------------------------------------- deterministic resume
+def test_the_distillation_step_has_deterministic_kernels(tmp_path, device, monkeypatch):
+    """train.deterministic stops at the first op without a deterministic CUDA kernel; here one step of the resume
+    check's distillation (CE + aux CE + GLA + HFA) runs with warn_only, so one GPU run names all such ops at once."""
+    import warnings
+
+    from hmkd.engine.trainer import Trainer
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # as the trainer sets it in deterministic mode
+    trainer = Trainer(config_from_dict(device_config(device, **distill_sections(tmp_path))), str(tmp_path / "run"))
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train_step(trainer.batches())
+    finally:
+        torch.use_deterministic_algorithms(False)
+        trainer.preemption.restore()
+    ops = sorted({str(w.message).split(" does not have a deterministic")[0].strip() for w in caught
+                  if "deterministic" in str(w.message)})
+    assert not ops, "no deterministic %s kernel for: %s" % (device.type, "; ".join(ops))
+
+
 _PARTIAL_RUN = """
 import sys
 from hmkd.config import load_config

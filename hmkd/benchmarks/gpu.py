@@ -44,9 +44,9 @@ def benchmark_args(smoke: bool) -> Dict[str, List[str]]:
     if smoke:
         models = ["--models", "deeplabv3_tiny,segformer_tiny"]
         return {
-            "step": ["--teacher", "segformer_tiny", "--student", "deeplabv3_tiny", "--size", "64x128", "--batch", "2",
-                     "--reps", "2"],
-            "context": ["--hw", "32x64", "--channels", "64", "--chunk", "256", "--reps", "1"],
+            "step": ["--teacher", "segformer_tiny", "--student", "deeplabv3_tiny", "--size", "32x64", "--batch", "2",
+                     "--reps", "1"],
+            "context": ["--hw", "32x64", "--channels", "64", "--chunk", "256", "--reps", "1", "--cpu-in-process"],
             "evaluation": ["--size", "64x128", "--crop", "64x64", "--stride", "48x48", "--reps", "2"] + models,
             "formats": ["--size", "64x128", "--batch", "2", "--reps", "2"] + models + ["--name", "step_formats_smoke"],
             "data": ["--workers", "1,2", "--samples-per-scale", "1", "--reps", "1", "--loader-reps", "1"],

@@ -48,7 +48,7 @@ BENCH_GPU_PY ?= python3
 BENCH_GPU_FLAGS ?=
 BENCH := $(PY) -m hmkd.benchmarks
 
-.PHONY: bench-gpu bench-data bench-eval bench-formats bench-quality bench-table
+.PHONY: bench-gpu bench-data bench-eval bench-formats bench-quality bench-stacks bench-table
 
 bench-distill: $(VENV)/.installed
 	$(BENCH).context_memory --out $(BENCH_OUT)
@@ -71,6 +71,11 @@ bench-quality: $(VENV)/.installed
 bench-table:
 	$(BENCH).table $(BENCH_OUT)
 
+# The modern / legacy step time: each stack's venv times the same step in its own worker (skipped with a line when
+# one of the two venvs is missing: make setup, make setup STACK=modern).
+bench-stacks: $(VENV)/.installed
+	$(BENCH).stack_ratio --out $(BENCH_OUT) --legacy-python .venv/bin/python --modern-python .venv-modern/bin/python
+
 # One recipe, not prerequisites, so that `make -j` cannot run two timed benchmarks at once.
 bench: $(VENV)/.installed
 	$(BENCH).context_memory --out $(BENCH_OUT)
@@ -78,6 +83,7 @@ bench: $(VENV)/.installed
 	$(BENCH).data_pipeline --out $(BENCH_OUT)
 	$(BENCH).eval_throughput --out $(BENCH_OUT)
 	$(BENCH).step_formats --out $(BENCH_OUT)
+	$(MAKE) --no-print-directory bench-stacks
 	$(MAKE) --no-print-directory bench-quality
 	$(BENCH).table $(BENCH_OUT)
 

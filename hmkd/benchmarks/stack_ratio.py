@@ -8,8 +8,9 @@ package): the same step as :mod:`hmkd.benchmarks.distill_step` (SegFormer-B4 -> 
 same shapes, same seed for the data, the same thread count set in every worker. The driver asks the workers for
 one step each in turn, round after round, so load from other jobs hits every variant alike, and takes the ratio to
 the legacy step round by round. Variants: legacy eager float32; modern eager float32; modern with SDPA (SegFormer
-attention and HFA's context); modern with SDPA and bf16 autocast. Whether the CPU computes bf16 natively
-(AVX512-BF16 or AMX) is recorded: without it bf16 is emulated and not expected to be faster.
+attention and HFA's context); modern with SDPA and bf16 autocast, by default only where the CPU computes bf16
+natively (AVX512-BF16 or AMX; ``--bf16 always`` runs it anyway): emulated, it is far slower (18x the legacy step on
+the 2-core AMD EPYC of CI, 45 s a step), which would take most of `make bench`'s budget for a known answer.
 """
 import argparse
 import json
@@ -97,9 +98,14 @@ def run(args) -> Optional[Dict[str, Any]]:
         print("stack_ratio: skipped: no %s Python at %s (make setup%s)" % (
             missing[0], pythons[missing[0]], "" if missing[0] == "legacy" else " STACK=modern"))
         return None
+    native = cpu_bf16_native()
+    variants = {name: spec for name, spec in VARIANTS.items()
+                if "bf16" not in spec[1] or args.bf16 == "always" or (args.bf16 == "auto" and native)}
+    skipped = {name: "no native bf16 on this CPU (--bf16 always runs it)" if args.bf16 == "auto" else "--bf16 never"
+               for name in VARIANTS if name not in variants}
     workers = []
     try:
-        for name, (stack, switches) in VARIANTS.items():  # started one after another: each builds alone
+        for name, (stack, switches) in variants.items():  # started one after another: each builds alone
             workers.append(Worker(name, pythons[stack], switches, args))
         times: Dict[str, List[float]] = {w.name: [] for w in workers}
         for round_index in range(args.warmup + args.reps):
@@ -114,11 +120,11 @@ def run(args) -> Optional[Dict[str, Any]]:
     variants = {w.name: dict(w.info, step=summarize(times[w.name]), **median_ratio(times[w.name], legacy))
                 for w in workers}
     return {"teacher": args.teacher, "student": args.student, "size": list(args.size), "batch": args.batch,
-            "threads": args.threads, "cpu_bf16_native": cpu_bf16_native(), "variants": variants,
+            "threads": args.threads, "cpu_bf16_native": native, "variants": variants, "skipped": skipped,
             "ratio": variants["modern"]["ratio"], "target": 1.0}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="segformer_b4")
     parser.add_argument("--student", default="deeplabv3_r18")
@@ -127,6 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--bf16", choices=("auto", "always", "never"), default="auto",
+                        help="the bf16 variant: where the CPU has native bf16 (auto), always, never")
     parser.add_argument("--legacy-python", default=".venv/bin/python")
     parser.add_argument("--modern-python", default=".venv-modern/bin/python")
     parser.add_argument("--out", default="results")
@@ -135,7 +143,11 @@ def main(argv=None) -> int:
     parser.add_argument("--amp", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--attention", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--context", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.worker:
         return worker(args)
     result = run(args)
@@ -147,6 +159,8 @@ def main(argv=None) -> int:
         ", ".join("%s (torch %s, %s) %.3fs = %.3f x legacy" % (name, v["torch"], v["precision"],
                                                               v["step"]["median_s"], v["ratio"])
                   for name, v in result["variants"].items()), path))
+    for name, why in result["skipped"].items():
+        print("stack_ratio: %s not run: %s" % (name, why))
     return 0
 
 

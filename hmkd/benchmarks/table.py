@@ -125,6 +125,9 @@ def _stack_ratio(r: Dict[str, Any]) -> Iterator[Row]:
         yield ("step time %s (torch %s, %s) / legacy (torch %s) %s%s" % (label, v["torch"], v["precision"],
                                                                        legacy["torch"], where, native),
                "%.3f" % v["ratio"], r.get("target", 1.0) if name == "modern" else None, "<=")
+    for name, why in r.get("skipped", {}).items():
+        yield ("step time %s / legacy %s" % (name.replace("modern_", "modern ").replace("_", "+"), where),
+               "not run: " + why, None, "")
 
 
 _READERS: Dict[str, Callable[[Dict[str, Any]], Iterator[Row]]] = {

@@ -54,8 +54,11 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def connect(timeout: int = 60):
-    """A client for the engine DOCKER_HOST names (API version negotiated: engines as old as Debian's 20.10 work)."""
+def connect(timeout: int = 600):
+    """A client for the engine DOCKER_HOST names (API version negotiated: engines as old as Debian's 20.10 work).
+
+    ``timeout`` bounds each API call: on the vfs storage driver, creating a container copies the whole image, which
+    takes minutes for the modern image's 6 GB (the run itself is bounded by --timeout)."""
     try:
         import docker
     except ImportError:

@@ -3,19 +3,10 @@ fixtures here load each by its path, once per session (a sys.path entry for dock
 
 Usage: def test_x(image_pins, check_image): ...      (pytest tests/docker)
 """
-import importlib.util
 import os
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_script(relpath: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 @pytest.fixture(scope="session")

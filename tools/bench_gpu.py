@@ -153,14 +153,14 @@ def setup(venv: str, index_url: str, cuda_tag: str, uv_spec: str) -> str:
 
 _CHECK = """
 import sys, torch
+from hmkd.engine.distributed import check_gpu_kernels   # the trainer's own rule (SASS and PTX compatibility)
 if not torch.cuda.is_available():
     sys.exit("bench-gpu: error: torch %s sees no CUDA device (driver missing, or no GPU visible)" % torch.__version__)
+try:
+    check_gpu_kernels(0)
+except ValueError as exc:
+    sys.exit("bench-gpu: error: %s" % exc)
 major, minor = torch.cuda.get_device_capability(0)
-arches = torch.cuda.get_arch_list()
-ptx = [a for a in arches if a.startswith("compute_") and int(a[8:]) <= major * 10 + minor]
-if "sm_%d%d" % (major, minor) not in arches and not ptx:
-    sys.exit("bench-gpu: error: %s is sm_%d%d but torch %s was built for %s only; the project's pins cannot run "
-             "on this GPU" % (torch.cuda.get_device_name(0), major, minor, torch.__version__, ", ".join(arches)))
 torch.ones(1, device="cuda").add_(1)
 torch.cuda.synchronize()
 print("bench-gpu: %s (sm_%d%d), torch %s, CUDA %s" % (torch.cuda.get_device_name(0), major, minor,

@@ -94,3 +94,18 @@ def test_help_runs_with_the_standard_library_only(tmp_path):
     done = subprocess.run([sys.executable, "-S", "-E", os.path.join(ROOT, "tools", "bench_gpu.py"), "--help"],
                           stdout=subprocess.PIPE, universal_newlines=True, cwd=str(tmp_path), timeout=60)
     assert done.returncode == 0 and "--setup-only" in done.stdout and "--torch-index-url" in done.stdout
+
+
+def test_gpu_check_refuses_a_gpu_without_kernels_by_the_trainers_rule(bench_gpu, monkeypatch):
+    """The check the setup phase runs in its venv, with CUDA emulated: an H200 against torch 1.11+cu113's list."""
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80",
+                                                               "sm_86"])
+    with pytest.raises(SystemExit) as stop:
+        exec(bench_gpu._CHECK, {})
+    assert str(stop.value).startswith("bench-gpu: error: NVIDIA H200 (GPU 0) has compute capability 9.0 (sm_90)")

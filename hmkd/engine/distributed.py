@@ -20,7 +20,6 @@ import torch
 import torch.distributed as dist
 
 from hmkd import __version__
-from hmkd.compat import TORCH_VERSION
 
 
 class DistEnv(NamedTuple):
@@ -113,7 +112,7 @@ def check_gpu_kernels(index: int) -> None:
     major, minor = torch.cuda.get_device_capability(index)
     if has_kernels_for((major, minor), arch_list):
         return
-    if TORCH_VERSION < (2, 0):
+    if int(torch.__version__.split(".")[0]) < 2:
         fix = ("use the modern stack: its image (make docker-build STACK=modern, hmkd:%s-modern) or its venv (make "
                "setup STACK=modern)" % __version__)
     else:

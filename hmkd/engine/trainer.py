@@ -254,6 +254,19 @@ class Trainer:
         self.step += 1
         return sums
 
+    def deterministic_step(self, batches) -> Dict[str, float]:
+        """A train step; under ``train.deterministic`` torch raises at an op that has no deterministic kernel on
+        this device (on CUDA: bilinear interpolation, adaptive pooling, NLL and grid_sample backward, among others):
+        that is said in one line with the way out, not as a traceback from autograd."""
+        try:
+            return self.train_step(batches)
+        except RuntimeError as exc:
+            if "does not have a deterministic implementation" not in str(exc):
+                raise
+            raise ValueError("train.deterministic: %s on %s (torch %s); set train.deterministic=false (resume stays "
+                             "exact in data order, RNG and weights, but not bitwise)"
+                             % (str(exc).splitlines()[0].split(", but you set")[0], self.device, torch.__version__))
+
     def check_finite(self, terms: Dict[str, Tensor]) -> Dict[str, float]:
         """Rank-averaged term values; every rank sees the same numbers, so all stop together on NaN/inf. The same
         all-reduce carries the preemption flag, so all ranks agree on the step at which they save and leave."""
@@ -290,7 +303,7 @@ class Trainer:
         window: Dict[str, float] = {}
         window_steps, tic = 0, time.time()
         while self.step < total_steps:
-            values = self.train_step(batches)
+            values = self.deterministic_step(batches)
             for name, value in values.items():
                 window[name] = window.get(name, 0.0) + value
             window_steps += 1

@@ -2,6 +2,7 @@
 import json
 import os
 
+import pytest
 import torch
 from runner import run_cli
 
@@ -142,3 +143,31 @@ def test_teacher_logits_are_computed_when_a_term_reads_them(tmp_path):
     trainer.teacher.decode_head.register_forward_hook(lambda *_: head_calls.append(1))
     values = trainer.train_step(trainer.batches())
     assert head_calls == [1] and values["kd"] > 0
+
+
+def test_an_op_without_a_deterministic_kernel_is_one_line(tmp_path, monkeypatch):
+    """On CUDA, train.deterministic meets ops torch has no deterministic kernel for; torch's RuntimeError (its
+    text, as torch 2.x words it, raised here in place of the CUDA op) becomes a ValueError the CLI prints as one
+    line; any other RuntimeError passes through unchanged."""
+    from engine_config import tiny_config
+
+    cfg = config_from_dict(tiny_config(schedule={"max_iters": 1}))
+    trainer = Trainer(cfg, str(tmp_path / "run"))
+    message = ("adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, but you set "
+               "'torch.use_deterministic_algorithms(True)'. You can turn off determinism just for this operation, "
+               "or you can use the 'warn_only=True' option, if that's acceptable for your application.")
+
+    def raise_(error):
+        def step(batches):
+            raise error
+        return step
+
+    monkeypatch.setattr(trainer, "train_step", raise_(RuntimeError(message)))
+    with pytest.raises(ValueError) as caught:
+        trainer.deterministic_step(None)
+    assert str(caught.value).startswith("train.deterministic: adaptive_avg_pool2d_backward_cuda does not have a "
+                                        "deterministic implementation on cpu (torch ")
+    assert "set train.deterministic=false" in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.setattr(trainer, "train_step", raise_(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.deterministic_step(None)

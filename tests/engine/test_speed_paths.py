@@ -26,10 +26,10 @@ def teacher_path(tmp_path_factory):
 
 
 def run_steps(tmp_path, teacher_path, name, train=None, teacher=None, hfa=None):
-    """STEPS distillation steps (DeepLabV3 student, SegFormer teacher, CE + aux CE + HFA); returns the trainer,
-    each step's loss terms and the trainable weights before and after. The student's dropout is off: its masks are drawn per element
-    in memory order (so channels-last draws others) or by inductor's own generator (compile), and the comparison
-    is of the arithmetic, not of random masks."""
+    """STEPS distillation steps (DeepLabV3 student, SegFormer teacher, CE + aux CE + HFA): the trainer, each step's
+    loss terms and the weights before and after each step. The student's dropout is off: its masks are drawn per
+    element in memory order (so channels-last draws others) or by inductor's own generator (compile), and the
+    comparison is of the arithmetic, not of random masks."""
     cfg = config_from_dict(tiny_config(
         teacher=dict({"name": "segformer_tiny", "checkpoint": teacher_path}, **(teacher or {})),
         loss={"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4},
@@ -121,7 +121,7 @@ def test_bf16_autocast_follows_eager_to_bf16_precision(tmp_path, teacher_path, e
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_MODULE_COMPILE, reason="nn.Module.compile needs torch >= 2.2 (the fallback is tested below)")
+@pytest.mark.skipif(not HAS_MODULE_COMPILE, reason="nn.Module.compile needs torch >= 2.2 (fallback tested below)")
 def test_compiled_student_equals_eager(tmp_path, teacher_path, eager):
     """Inductor's fused kernels reorder float32 sums (the float32 tolerances above); state-dict keys stay."""
     run = run_steps(tmp_path, teacher_path, "compiled", train={"compile": True})

@@ -88,7 +88,7 @@ ci_flags() {
 # one dry-run install of what the image's install steps install. The Dockerfile both stacks share is linted by
 # `make test` (hadolint, tests/docker).
 driver=$(docker info -f '{{.Driver}}')
-resolve_only=${HMKD_DOCKER_CI_RESOLVE_ONLY-$([ "$driver" = vfs ] && echo modern)}
+resolve_only=${HMKD_DOCKER_CI_RESOLVE_ONLY-$([ "$driver" = vfs ] && echo modern || true)}
 resolve_pins() {
   local stack=$1 python pins=$out/pins-$1 override
   python=$(tools/find_python.sh "$(arg "$stack" PYTHON | sed 's/^python//')") || {

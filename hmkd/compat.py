@@ -1,7 +1,8 @@
 """What differs between the two stacks (legacy: torch 1.11; modern: torch 2.x), in one place.
 
 Usage: state = torch_load(path)          # a checkpoint with configs, RNG states and tensors, on the CPU
-       with cuda_autocast(amp): ...; with autocast("cpu", torch.bfloat16): ...; scaler = grad_scaler(amp)
+       with autocast("cuda", torch.float16): ...; with autocast("cpu", None): ...   # None: autocast off
+       scaler = grad_scaler(enabled)
        if HAS_SDPA: out = sdpa(q, k, v, scale)          # torch 2's fused attention (absent in 1.11)
        if HAS_MODULE_COMPILE: module.compile()          # torch.compile in place (torch >= 2.2)
 
@@ -33,11 +34,6 @@ def torch_load(path: Any) -> Any:
     if _HAS_WEIGHTS_ONLY:
         return torch.load(path, map_location="cpu", weights_only=False)
     return torch.load(path, map_location="cpu")
-
-
-def cuda_autocast(enabled: bool = True):
-    """CUDA fp16 autocast; torch.autocast exists on both stacks (torch.cuda.amp.autocast is deprecated in torch 2)."""
-    return torch.autocast("cuda", enabled=enabled)
 
 
 def grad_scaler(enabled: bool):

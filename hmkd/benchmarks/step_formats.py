@@ -19,7 +19,7 @@ import torch
 from hmkd.benchmarks.common import (add_run_args, load_average, median_ratio, summarize,
                                    time_interleaved, write_result)
 from hmkd.cli.common import parse_size
-from hmkd.compat import cuda_autocast, grad_scaler
+from hmkd.compat import autocast, grad_scaler
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
 from hmkd.models import build_model
@@ -50,7 +50,7 @@ def make_step(name: str, size: Tuple[int, int], batch: int, device: torch.device
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with cuda_autocast() if amp else nullcontext():
+        with autocast("cuda", torch.float16) if amp else nullcontext():
             total = sum(criterion(model(images), labels, None).values())
         scaler.scale(total).backward()
         scaler.step(opt)

@@ -21,7 +21,7 @@ help:
 
 $(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/modern-mmcv.txt requirements/test.txt \
 		pyproject.toml \
-		tools/setup_env.sh tools/find_python.sh
+		tools/setup_env.sh tools/find_python.sh docker/image_pins.py docker/stacks/modern.args
 	STACK=$(STACK) tools/setup_env.sh $(VENV)
 	touch $@
 

@@ -52,8 +52,10 @@ PY
 }
 
 if [ "$stack" = modern ]; then
-  grep -vE '^(torch|torchvision|mmcv-full|addict|yapf)==' requirements/stack.txt > "$venv/stack-modern.txt"
-  "${pip[@]}" install -q -r "$venv/stack-modern.txt" -r requirements/modern.txt -r requirements/test.txt
+  # The modern image's pins, resolved as its build resolves them (docker/image_pins.py, docker/stacks/modern.args).
+  "$venv/bin/python" docker/image_pins.py --pins requirements/stack.txt --override requirements/modern.txt \
+    --without "$(sed -nE 's/^WITHOUT=(.*)$/\1/p' docker/stacks/modern.args)" --out "$venv/pins" >/dev/null
+  "${pip[@]}" install -q -r "$venv/pins/pins.txt" -r requirements/test.txt
   MMCV_WITH_OPS=0 "${pip[@]}" install -q --no-build-isolation -r requirements/modern-mmcv.txt
   install_and_check "" torch torchvision mmcv timm submitit cv2 yaml hmkd
   exit 0

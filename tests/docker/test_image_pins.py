@@ -38,14 +38,16 @@ def test_legacy_is_stack_txt_with_the_cuda_tag_on_torch(image_pins):
 
 
 def test_modern_is_what_make_setup_stack_modern_installs(image_pins):
-    """The names the modern image leaves out are tools/setup_env.sh's (written in both places: this keeps them one)."""
+    """`make setup STACK=modern` installs the pins image_pins resolves from modern.args' WITHOUT, as the image does."""
     files = resolved(image_pins, "modern")
     modern = image_pins.exact_pins(os.path.join(ROOT, "requirements", "modern.txt"))
     assert files["torch.txt"] == ["torch==%s+cu128" % modern["torch"], "torchvision==%s+cu128" % modern["torchvision"]]
     assert files["mmcv.txt"] == []
     with open(os.path.join(ROOT, "tools", "setup_env.sh")) as handle:
-        venv_drops = re.search(r"grep -vE '\^\(([^)]+)\)==' requirements/stack\.txt > \"\$venv/stack-modern\.txt\"",
-                               handle.read()).group(1).split("|")
+        setup = handle.read()
+    assert "docker/image_pins.py --pins requirements/stack.txt --override requirements/modern.txt" in setup
+    assert "s/^WITHOUT=(.*)$/\\1/p' docker/stacks/modern.args" in setup and '-r "$venv/pins/pins.txt"' in setup
+    venv_drops = ["torch", "torchvision"] + stack_args("modern")["WITHOUT"].split(",")
     stack = names(line for _, line in image_pins.read_requirements(os.path.join(ROOT, "requirements", "stack.txt")))
     expected = [n for n in stack if n not in venv_drops] + names(
         line for _, line in image_pins.read_requirements(os.path.join(ROOT, "requirements", "modern.txt")))

@@ -7,7 +7,7 @@ Usage:
 
     <root>/<experiment>/<stage>/            a stage directory: launcher.json, submitit/ (its jobs' logs)
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
-            config.yaml   checkpoints/   metrics.jsonl   train.log   eval.json   model.pth   plots/   DONE
+            config.yaml   checkpoints/   metrics.jsonl   train.log   ranks.json   eval.json   model.pth   plots/   DONE
         report.md  report.json  miou.png  per_class_iou.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
@@ -45,6 +45,11 @@ class RunDir(NamedTuple):
     @property
     def train_log(self) -> str:
         return self.file("train.log")
+
+    @property
+    def ranks(self) -> str:
+        """Where each rank of the latest start ran (node, host, device, rendezvous): placement is checkable."""
+        return self.file("ranks.json")
 
     @property
     def eval_json(self) -> str:

@@ -10,11 +10,17 @@ torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) wi
 id). A half-set environment (a rank without a world size, say) is refused rather than guessed. NCCL on GPUs,
 gloo on CPUs. A GPU this torch build has no kernels for is refused here with one line naming the fix, before CUDA's
 own "no kernel image is available" could surface from the first convolution (:func:`has_kernels_for`).
+
+Every collective waits at most the collective timeout (``HMKD_COLLECTIVE_TIMEOUT_S``, which the launcher sets from a
+spec's ``distributed.timeout_s``): a lost node then ends the job within that bound instead of leaving the other ranks
+waiting for torch's 30 minutes. A failed collective becomes :class:`PeerLostError` (:func:`collective_failure`).
 """
+import datetime
 import os
 import re
+import socket
 import subprocess
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -32,6 +38,51 @@ class DistEnv(NamedTuple):
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+COLLECTIVE_TIMEOUT_ENV = "HMKD_COLLECTIVE_TIMEOUT_S"
+DEFAULT_COLLECTIVE_TIMEOUT_S = 600  # covers a checkpoint write to slow shared storage; well under torch's 30 min
+# What gloo and NCCL say when a peer process died, a node stopped answering or a collective ran past its timeout.
+_PEER_LOST_MARKERS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer", "Timed out waiting",
+                      "NCCL communicator was aborted", "collective operation timeout", "NCCL error", "Socket Timeout",
+                      "waiting for clients", "connect() timed out")
+
+
+class PeerLostError(RuntimeError):
+    """A collective failed: another rank's process or node is gone (or hung past the collective timeout)."""
+
+
+def collective_timeout(environ: Optional[Dict[str, str]] = None) -> datetime.timedelta:
+    """The longest any collective may wait, from ``HMKD_COLLECTIVE_TIMEOUT_S`` (default 600 s)."""
+    env = os.environ if environ is None else environ
+    text = env.get(COLLECTIVE_TIMEOUT_ENV, "").strip()
+    if not text:
+        return datetime.timedelta(seconds=DEFAULT_COLLECTIVE_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError("%s=%r: the collective timeout must be a positive number of seconds (distributed.timeout_s "
+                         "in a pipeline spec)" % (COLLECTIVE_TIMEOUT_ENV, text))
+    return datetime.timedelta(seconds=seconds)
+
+
+def collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective's failure (torch 2's DistBackendError, or gloo's and NCCL's RuntimeErrors on
+    torch 1.11) rather than an error of the training code."""
+    backend_error = getattr(dist, "DistBackendError", None)
+    if backend_error is not None and isinstance(exc, backend_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _PEER_LOST_MARKERS)
+
+
+def peer_lost(exc: BaseException) -> PeerLostError:
+    """``exc`` (a :func:`collective_failure`) as one line that says what happened and what comes next."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return PeerLostError("a collective failed on rank %s on %s (%s): a peer process or node is gone, or hung past the "
+                         "collective timeout (%s); the run resumes from its latest checkpoint when started again"
+                         % (os.environ.get("RANK", "0"), node_name(), first, COLLECTIVE_TIMEOUT_ENV))
 
 
 def first_slurm_host(nodelist: str) -> str:
@@ -145,8 +196,32 @@ def init_distributed(device: str = "auto") -> DistEnv:
     dev = pick_device(device, local)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
+                                timeout=collective_timeout())
     return DistEnv(rank, world, local, dev, backend if world > 1 else None)
+
+
+def node_name() -> str:
+    """The Slurm node this process runs on (its host name outside Slurm)."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def placement(env: DistEnv) -> Dict[str, Any]:
+    """Where this rank runs: its Slurm node (or host), its device and the rendezvous it joined."""
+    return {"rank": env.rank, "local_rank": env.local_rank, "node": node_name(), "hostname": socket.gethostname(), "pid": os.getpid(), "device": str(env.device),
+            "master_addr": os.environ.get("MASTER_ADDR"), "master_port": os.environ.get("MASTER_PORT"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "restart": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
+
+
+def describe_placement(ranks: List[Dict[str, Any]]) -> str:
+    """``4 processes on n1 (ranks 0,1), n2 (ranks 2,3); rendezvous n1:23456``."""
+    nodes: Dict[str, List[int]] = {}
+    for row in ranks:
+        nodes.setdefault(row["node"], []).append(row["rank"])
+    where = ", ".join("%s (ranks %s)" % (node, ",".join(map(str, sorted(r)))) for node, r in nodes.items())
+    rendezvous = "; rendezvous %s:%s" % (ranks[0]["master_addr"], ranks[0]["master_port"]) \
+        if ranks and ranks[0]["master_addr"] else ""
+    return "%d processes on %s%s" % (len(ranks), where, rendezvous)
 
 
 def shutdown_distributed() -> None:

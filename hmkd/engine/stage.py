@@ -13,7 +13,7 @@ import yaml
 
 from hmkd.atomic import atomic_write_text
 from hmkd.config import ExperimentConfig
-from hmkd.engine.distributed import DistEnv, init_distributed, shutdown_distributed
+from hmkd.engine.distributed import DistEnv, collective_failure, init_distributed, peer_lost, shutdown_distributed
 from hmkd.rundir import RunDir, found_runs, run_name
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,18 @@ def _run_then_mark_done(device: str, run_dir: str, work: Callable[[DistEnv], Dic
     if run.is_done():
         log.info("%s is DONE; nothing to do (remove its DONE file to run it again)", run_dir)
         return run.read_done()
-    env = init_distributed(device)
     try:
-        result = work(env)
-        if env.is_main:
-            run.mark_done(result)
-    finally:
-        shutdown_distributed()
+        env = init_distributed(device)
+        try:
+            result = work(env)
+            if env.is_main:
+                run.mark_done(result)
+        finally:
+            shutdown_distributed()
+    except RuntimeError as exc:
+        if collective_failure(exc):
+            raise peer_lost(exc) from exc
+        raise
     return result
 
 

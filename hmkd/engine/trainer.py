@@ -7,6 +7,7 @@ method. The student and the criterion (whose terms may own alignment modules) fo
 it, the optimizer trains it and checkpoints save it. The teacher stays outside.
 """
 import io
+import json
 import math
 import os
 import random
@@ -29,7 +30,7 @@ from hmkd.data import build_dataset
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
-from hmkd.engine.distributed import DistEnv, init_distributed
+from hmkd.engine.distributed import DistEnv, describe_placement, init_distributed, placement
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
 from hmkd.engine.precision import resolve_precision
@@ -287,9 +288,12 @@ class Trainer:
 
     def run(self) -> Dict[str, Any]:
         t, total_steps = self.cfg.train, self.cfg.schedule.max_iters
+        ranks = gather_objects(placement(self.env), self.env)
         if self.env.is_main:
             os.makedirs(self.run_dir, exist_ok=True)
             atomic_write_text(self.files.config, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_text(self.files.ranks, json.dumps(ranks, indent=1) + "\n")
+        self.logger.message(describe_placement(ranks))
         self.resume()
         global_batch = t.batch_size * self.env.world_size * t.grad_accum
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"

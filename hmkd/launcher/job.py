@@ -8,6 +8,7 @@ A job carries plain data only (the resolved config dict, paths, overrides as nes
 code inside the call, so the pickle stays small and valid across code changes. It is a submitit Checkpointable: on
 the preemption or timeout signal submitit requeues it, and the engine resumes from the run directory's latest
 checkpoint (the trainer saves one at the signal, at a step boundary, before submitit's handler requeues the job).
+A job whose collectives fail because a node is lost requeues itself within ``max_requeues`` (hmkd.launcher.requeue).
 """
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -16,13 +17,22 @@ from submitit.helpers import Checkpointable
 
 
 class _StageJob(Checkpointable):
-    def __init__(self, run_dir: str, env: Optional[Dict[str, str]] = None):
+    def __init__(self, run_dir: str, env: Optional[Dict[str, str]] = None, max_requeues: int = 0):
         self.run_dir = run_dir
         self.env = env or {}
+        self.max_requeues = max_requeues
 
     def __call__(self) -> Dict[str, Any]:
-        os.environ.update(self.env)  # NCCL settings and the like, from the spec
-        return self.run()
+        from hmkd.engine.distributed import PeerLostError
+        from hmkd.launcher.requeue import check_restarts, requeue_after_peer_loss
+
+        os.environ.update(self.env)  # NCCL settings, the collective timeout and the like, from the spec
+        check_restarts(self.max_requeues)
+        try:
+            return self.run()
+        except PeerLostError as exc:
+            requeue_after_peer_loss(exc, self.max_requeues)
+            raise
 
     def run(self) -> Dict[str, Any]:
         raise NotImplementedError
@@ -31,8 +41,9 @@ class _StageJob(Checkpointable):
 class TrainJob(_StageJob):
     """A train or distill stage's run (one seed): the trainer on ``config``, resuming from ``run_dir``."""
 
-    def __init__(self, run_dir: str, config: Dict[str, Any], env: Optional[Dict[str, str]] = None):
-        super().__init__(run_dir, env)
+    def __init__(self, run_dir: str, config: Dict[str, Any], env: Optional[Dict[str, str]] = None,
+                 max_requeues: int = 0):
+        super().__init__(run_dir, env, max_requeues)
         self.config = config
 
     def run(self) -> Dict[str, Any]:
@@ -46,8 +57,8 @@ class CompareJob(_StageJob):
     """A compare stage: evaluate the listed stages' models (their configs updated by ``overrides``), then report."""
 
     def __init__(self, run_dir: str, compare: List[Tuple[str, str]], overrides: Optional[Dict[str, Any]] = None,
-                 env: Optional[Dict[str, str]] = None):
-        super().__init__(run_dir, env)
+                 env: Optional[Dict[str, str]] = None, max_requeues: int = 0):
+        super().__init__(run_dir, env, max_requeues)
         self.compare = compare
         self.overrides = overrides or {}
 

@@ -46,6 +46,31 @@ class Environment:
 
 
 @dataclass
+class Distributed:
+    """How the ranks of a multi-process stage watch each other. ``timeout_s`` bounds every collective (gloo and NCCL):
+    when a node is lost, the ranks left waiting fail after it and the job ends (requeued as ``max_requeues`` says)
+    instead of hanging; empty means the engine's default (600 s). ``async_error_handling`` lets NCCL abort a
+    timed-out collective rather than block in it (torch 1.11 needs it set; torch >= 2.2 has it on by default)."""
+
+    timeout_s: Optional[float] = None
+    async_error_handling: bool = True
+
+    def __post_init__(self):
+        if self.timeout_s is not None:
+            check_positive("timeout_s", self.timeout_s)
+
+    def env(self) -> Dict[str, str]:
+        """The variables that carry these settings into a job (the spec's ``nccl`` section may still override)."""
+        from hmkd.engine.distributed import COLLECTIVE_TIMEOUT_ENV
+
+        flag = "1" if self.async_error_handling else "0"
+        out = {"NCCL_ASYNC_ERROR_HANDLING": flag, "TORCH_NCCL_ASYNC_ERROR_HANDLING": flag}
+        if self.timeout_s is not None:
+            out[COLLECTIVE_TIMEOUT_ENV] = "%g" % self.timeout_s
+        return out
+
+
+@dataclass
 class Resources:
     nodes: int = 1
     gpus_per_node: int = 0
@@ -57,7 +82,7 @@ class Resources:
     account: Optional[str] = None
     qos: Optional[str] = None
     constraint: Optional[str] = None
-    max_requeues: int = 3
+    max_requeues: int = 3  # requeues of a job for any reason: timeout, preemption, a lost node
     sbatch: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -131,6 +156,7 @@ class PipelineSpec:
     root: str
     stages: List[Stage]
     environment: Environment = field(default_factory=Environment)
+    distributed: Distributed = field(default_factory=Distributed)
     nccl: Dict[str, str] = field(default_factory=dict)
     path: str = ""
 

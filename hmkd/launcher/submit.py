@@ -62,10 +62,12 @@ def input_values(spec: PipelineSpec, stage: Stage) -> Dict[str, Any]:
 
 def jobs(spec: PipelineSpec, stage: Stage) -> List[Job]:
     """The picklable jobs of a stage (one per seed); configs are resolved and checked here, before submission."""
-    env = dict(spec.environment.env, **spec.nccl)
+    env = dict(spec.distributed.env(), **spec.environment.env)
+    env.update(spec.nccl)
+    requeues = stage.resources.max_requeues
     if stage.kind == "compare":
         compare = [(name, spec.stage_dir(name)) for name in stage.compare]
-        return [CompareJob(spec.stage_dir(stage.name), compare, stage.override_values, env)]
+        return [CompareJob(spec.stage_dir(stage.name), compare, stage.override_values, env, requeues)]
     values = deep_merge(stage.override_values, input_values(spec, stage))
     out: List[Job] = []
     for seed, run in zip(stage.seeds or [None], run_dirs(spec, stage)):
@@ -80,7 +82,7 @@ def jobs(spec: PipelineSpec, stage: Stage) -> List[Job]:
         if stage.resources.gpus_per_node == 0 and cfg.train.device == "cuda":
             raise ValueError("%s: stages.%s asks for train.device=cuda with resources.gpus_per_node=0"
                              % (spec.path, stage.name))
-        out.append(TrainJob(run.path, cfg.to_dict(), env))
+        out.append(TrainJob(run.path, cfg.to_dict(), env, requeues))
     return out
 
 
@@ -121,7 +123,8 @@ def slurm_executor(spec: PipelineSpec, stage: Stage, dependency: Optional[str] =
         srun_args.append("--container-image=%s" % spec.environment.image)
         if spec.environment.mounts:
             srun_args.append("--container-mounts=%s" % ",".join(spec.environment.mounts))
-    additional = {"kill-on-invalid-dep": "yes"}
+    # Slurm requeues a --requeue job whose node fails; max_requeues 0 means such a job fails (its dependants cancel).
+    additional: Dict[str, Any] = {"kill-on-invalid-dep": "yes", "requeue" if r.max_requeues else "no-requeue": True}
     additional.update(r.sbatch)
     params.update(srun_args=srun_args, additional_parameters=additional, setup=list(spec.environment.setup))
     if dependency:

@@ -144,3 +144,70 @@ def test_the_refusal_reaches_the_user_as_one_line(tmp_path, write_config):
                                "torch 1.11.0+cu113 has kernels for sm_37 ")
     assert "make docker-build STACK=modern" in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_collective_timeout_comes_from_the_environment():
+    from hmkd.engine.distributed import COLLECTIVE_TIMEOUT_ENV, DEFAULT_COLLECTIVE_TIMEOUT_S, collective_timeout
+
+    assert collective_timeout({}).total_seconds() == DEFAULT_COLLECTIVE_TIMEOUT_S
+    assert collective_timeout({COLLECTIVE_TIMEOUT_ENV: "2.5"}).total_seconds() == 2.5
+    for bad in ("0", "-3", "soon"):
+        with pytest.raises(ValueError, match="HMKD_COLLECTIVE_TIMEOUT_S=%r: the collective timeout must be" % bad):
+            collective_timeout({COLLECTIVE_TIMEOUT_ENV: bad})
+
+
+PEER = r"""
+import json, os, sys, time
+import torch
+import torch.distributed as dist
+from hmkd.engine.distributed import collective_failure, init_distributed, peer_lost
+
+rank, mode = int(os.environ["RANK"]), sys.argv[1]
+env = init_distributed("cpu")
+dist.all_reduce(torch.ones(1))
+if rank == 1:
+    if mode == "die":
+        os._exit(9)
+    time.sleep(30)  # hung: rank 0's next collective must give up after the timeout
+    os._exit(0)
+t0 = time.time()
+try:
+    dist.all_reduce(torch.ones(1))
+    print(json.dumps({"error": None}))
+except RuntimeError as exc:
+    print(json.dumps({"collective": collective_failure(exc), "seconds": time.time() - t0,
+                      "line": str(peer_lost(exc))}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["die", "hang"])
+def test_a_lost_peer_fails_the_collective_within_the_timeout(tmp_path, mode):
+    """Two real gloo processes (torchrun's variables): a dead peer fails the next all-reduce at once, a hung one after
+    HMKD_COLLECTIVE_TIMEOUT_S; both are told apart from code errors and said in one line."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "peer.py"
+    script.write_text(PEER)
+    base = cli_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", HMKD_COLLECTIVE_TIMEOUT_S="3")
+    procs = [subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(base, RANK=str(r), LOCAL_RANK=str(r)), cwd=REPO)
+             for r in (0, 1)]
+    out, err = procs[0].communicate(timeout=120)
+    procs[1].kill()
+    procs[1].wait()
+    assert procs[0].returncode == 0, err
+    got = __import__("json").loads(out.strip().splitlines()[-1])
+    assert got["collective"] is True
+    assert got["seconds"] < 2 if mode == "die" else 2.5 < got["seconds"] < 20
+    assert got["line"].startswith("a collective failed on rank 0 on ") and "\n" not in got["line"]
+    assert "HMKD_COLLECTIVE_TIMEOUT_S" in got["line"]
+
+
+def test_code_errors_are_not_collective_failures():
+    from hmkd.engine.distributed import collective_failure
+
+    assert not collective_failure(RuntimeError("CUDA out of memory"))
+    assert not collective_failure(ValueError("Timed out waiting"))  # not a RuntimeError: not from a backend

@@ -66,12 +66,15 @@ def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
     ([stage("a", overrides=["optim.lr"])], "stages.a.overrides: override 'optim.lr' must look like key.sub=value"),
     ([{"name": "e", "kind": "eval"}], "stages.e.compare must list the stages"),
     ([stage("a")], "environment.image is required for kind=pyxis"),
+    ([stage("a")], "distributed.timeout_s must be > 0, got 0.0"),
 ])
 def test_errors_name_stage_and_key(tmp_path, monkeypatch, stages, expected):
     monkeypatch.chdir(__import__("runner").REPO)
-    environment = {"kind": "pyxis"} if "pyxis" in expected else {}
+    top = {"environment": {"kind": "pyxis"}} if "pyxis" in expected else {}
+    if "timeout_s" in expected:
+        top = {"distributed": {"timeout_s": 0}}
     with pytest.raises(ValueError) as err:
-        load_spec(write_spec(tmp_path, stages, environment=environment))
+        load_spec(write_spec(tmp_path, stages, **top))
     assert expected in str(err.value) and "spec.yaml" in str(err.value)
 
 
@@ -92,6 +95,28 @@ def test_set_overrides_top_level_and_stage_keys(tmp_path, monkeypatch):
     assert spec.stage("a").resources.time_minutes == 2 * 1440
     with pytest.raises(ValueError, match="unknown stage 'b'"):
         load_spec(path, ["stages.b.resources.nodes=2"])
+
+
+def test_distributed_settings_and_requeue_budget_reach_the_jobs(tmp_path, monkeypatch):
+    """The collective timeout and NCCL's async error handling travel in each job's environment (the spec's nccl
+    section has the last word); max_requeues travels with the job and decides --requeue / --no-requeue."""
+    monkeypatch.chdir(__import__("runner").REPO)
+    from hmkd.engine.distributed import COLLECTIVE_TIMEOUT_ENV
+    from hmkd.launcher.submit import dry_run, jobs
+
+    path = write_spec(tmp_path, [stage("a", resources={"nodes": 2, "max_requeues": 2}),
+                                 stage("b", resources={"max_requeues": 0})],
+                      distributed={"timeout_s": 45}, nccl={"NCCL_ASYNC_ERROR_HANDLING": "0"})
+    spec = load_spec(path)
+    (a,) = jobs(spec, spec.stage("a"))
+    assert a.env[COLLECTIVE_TIMEOUT_ENV] == "45" and a.max_requeues == 2
+    assert a.env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1" and a.env["NCCL_ASYNC_ERROR_HANDLING"] == "0"
+    assert jobs(spec, spec.stage("b"))[0].max_requeues == 0
+    scripts = dry_run(spec).split("### stage ")
+    assert "#SBATCH --requeue\n" in scripts[1] and "#SBATCH --nodes=2" in scripts[1]
+    assert "#SBATCH --no-requeue\n" in scripts[2] and "--requeue\n" not in scripts[2].replace("--no-requeue", "")
+    default = load_spec(write_spec(tmp_path, [stage("a")]))
+    assert COLLECTIVE_TIMEOUT_ENV not in jobs(default, default.stage("a"))[0].env  # the engine's default applies
 
 
 def test_gpu_stage_has_one_task_per_gpu(tmp_path, monkeypatch):

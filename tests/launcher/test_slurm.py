@@ -15,34 +15,11 @@ import torch
 import yaml
 from engine_config import tiny_config
 from runner import REPO, final_state
+from slurm_client import hmkd, job_id_of, wait_done, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
 SHORT = "[schedule.max_iters=%d, train.eval_interval=0, train.log_interval=1, train.checkpoint_interval=%d]"
-
-
-def hmkd(cluster, *args, timeout=120):
-    env = cluster.environ({"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO})
-    return subprocess.run([sys.executable, "-m", "hmkd"] + list(args), capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=timeout)
-
-
-def statuses(cluster, spec, *sets):
-    result = hmkd(cluster, "status", spec, "--json", *sets)
-    assert result.returncode == 0, result.stderr
-    return {row["stage"]: row for row in json.loads(result.stdout)}
-
-
-def wait_for(cluster, spec, sets, done, timeout=600):
-    """Poll `hmkd status` until ``done(rows)``; on timeout fail with the rows and the newest job logs."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        rows = statuses(cluster, spec, *sets)
-        if done(rows):
-            return rows
-        time.sleep(3)
-    raise AssertionError("timed out; status: %s\nsqueue: %s" % (json.dumps(rows, indent=1),
-                                                                cluster.run("squeue", check=False).stdout))
 
 
 def test_smoke_spec_runs_as_chained_jobs_and_resubmits_nothing(slurm_cluster, tmp_path):
@@ -91,29 +68,6 @@ def test_failing_stage_cancels_its_dependents(slurm_cluster, tmp_path):
     assert rows["student"]["state"] == "NOT SUBMITTED"
 
 
-def wait_done(cluster, run_dir, job_id, timeout=300):
-    """Until the run directory has DONE; fails at once when the job ends without it (with the job's fields)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (run_dir / "DONE").exists():
-            return
-        state = cluster.state(job_id)
-        if state in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
-            break
-        time.sleep(2)
-    log = run_dir / "train.log"
-    raise AssertionError("no DONE in %s: %s\n%s" % (run_dir, cluster.job(job_id), log.read_text()[-2000:]
-                                                     if log.exists() else ""))
-
-
-def write_tiny_spec(tmp_path, cluster, stage):
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
-        "experiment": "tiny", "root": str(tmp_path / "runs"), "stages": [stage]}, sort_keys=False))
-    return str(tmp_path / "spec.yaml")
-
-
-
-
 def test_timeout_signal_requeues_and_resumes_bitwise(slurm_cluster, tmp_path):
     config = tiny_config(schedule={"max_iters": 40}, train={"checkpoint_interval": 100, "log_interval": 1})
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
@@ -122,12 +76,12 @@ def test_timeout_signal_requeues_and_resumes_bitwise(slurm_cluster, tmp_path):
                             reference], capture_output=True, text=True, cwd=REPO, timeout=300,
                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO))
     assert local.returncode == 0, local.stderr
-    spec = write_tiny_spec(tmp_path, slurm_cluster, {
+    spec = write_spec(tmp_path, [{
         "name": "train", "kind": "train", "config": str(tmp_path / "exp.yaml"),
-        "resources": {"partition": slurm_cluster.partition, "cpus_per_task": 1, "time": "00:30:00"}})
+        "resources": {"partition": slurm_cluster.partition, "cpus_per_task": 1, "time": "00:30:00"}}])
     assert hmkd(slurm_cluster, "submit", spec).returncode == 0
     run_dir = tmp_path / "runs" / "tiny" / "train"
-    job_id = json.loads((run_dir / "launcher.json").read_text())["job_ids"][0]
+    job_id = job_id_of(run_dir)
     deadline = time.time() + 240
     while time.time() < deadline:  # signal once training is under way
         rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() \
@@ -159,13 +113,13 @@ def test_two_task_distillation_takes_ranks_from_slurm(slurm_cluster, tmp_path):
                                          "hfa": {"weight": 1.0}}},
                          schedule={"max_iters": 6})
     (tmp_path / "distill.yaml").write_text(yaml.safe_dump(config))
-    spec = write_tiny_spec(tmp_path, slurm_cluster, {
+    spec = write_spec(tmp_path, [{
         "name": "hmkd", "kind": "distill", "config": str(tmp_path / "distill.yaml"),
         "resources": {"partition": slurm_cluster.partition, "tasks_per_node": 2, "cpus_per_task": 1,
-                      "time": "00:20:00"}})
+                      "time": "00:20:00"}}])
     result = hmkd(slurm_cluster, "submit", spec)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "tiny" / "hmkd"
-    wait_done(slurm_cluster, run_dir, json.loads((run_dir / "launcher.json").read_text())["job_ids"][0])
+    wait_done(slurm_cluster, run_dir, job_id_of(run_dir))
     assert final_state(str(run_dir))["world_size"] == 2
     assert "x 2 processes" in (run_dir / "train.log").read_text()

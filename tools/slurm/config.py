@@ -4,11 +4,14 @@ Usage:
     cdir = ClusterDir.at("/tmp/c"); cdir.conf; cdir.log_file("slurmd.log")
     ctld_port, slurmd_port = pick_ports(2)                    # free, random, never the Slurm defaults
     info = write_config(cdir, ctld_port, [local_node(slurmd_port)], munge_socket=None)
+    write_config(cdir, ctld_port, [Node("n1", "10.213.7.11", p), Node("n2", "10.213.7.12", p)], None,
+                 ctld_addr="10.213.7.1", slurmd_timeout=20, per_node_files=True)   # one slurmd per namespace
 
 Everything a daemon writes lives under the one directory and the daemons listen on random ports in
 20000-30000, so a cluster already running on the machine (6817/6818, /etc/slurm) is left alone. The nodes
-are a list of (name, address, port) so that several slurmd (one per network namespace) fit the same shape;
-today there is one, on this host at 127.0.0.1.
+are a list of (name, address, port): the one-node cluster has this host at 127.0.0.1; the several-node one
+(network.py) a slurmd per network namespace, all sharing this file, hence per-node (%n) spool, pid and log
+paths.
 """
 
 from __future__ import annotations
@@ -212,12 +215,13 @@ def node_hardware() -> Dict[str, int]:
 # ----------------------------------------------------------------------------- slurm.conf
 
 
-def _auth_lines(cluster_name: str, ctld_port: int, slurmd_port: int, munge_socket: Optional[str]) -> List[str]:
+def _auth_lines(cluster_name: str, ctld_addr: str, ctld_port: int, slurmd_port: int,
+                munge_socket: Optional[str]) -> List[str]:
     auth_info = [f"socket={munge_socket}"] if munge_socket else []
     return [
         "# Test cluster written by tools/slurm/config.py for cluster.py (Slurm 22.05 options).",
         f"ClusterName={cluster_name}",
-        f"SlurmctldHost={short_hostname()}(127.0.0.1)",
+        f"SlurmctldHost={short_hostname()}({ctld_addr})",
         f"SlurmctldPort={ctld_port}",
         f"SlurmdPort={slurmd_port}",
         "SlurmUser=root",
@@ -228,16 +232,25 @@ def _auth_lines(cluster_name: str, ctld_port: int, slurmd_port: int, munge_socke
     ]
 
 
-def _path_lines(cdir: ClusterDir) -> List[str]:
+def _path_lines(cdir: ClusterDir, per_node_files: bool) -> List[str]:
+    """``per_node_files``: several slurmd share the file system, so each gets its own spool dir, pid and log
+    file (slurmd puts its NodeName for %n)."""
+    spool, slurmd = (os.path.join(cdir.spool, "%n"), "slurmd-%n") if per_node_files else (cdir.spool, "slurmd")
     return [
         f"StateSaveLocation={cdir.state}",
-        f"SlurmdSpoolDir={cdir.spool}",
+        f"SlurmdSpoolDir={spool}",
         f"SlurmctldPidFile={cdir.run_file('slurmctld.pid')}",
-        f"SlurmdPidFile={cdir.run_file('slurmd.pid')}",
+        f"SlurmdPidFile={cdir.run_file(slurmd + '.pid')}",
         f"SlurmctldLogFile={cdir.log_file('slurmctld.log')}",
-        f"SlurmdLogFile={cdir.log_file('slurmd.log')}",
+        f"SlurmdLogFile={cdir.log_file(slurmd + '.log')}",
         f"PlugStackConfig={cdir.plugstack}",
     ]
+
+
+def _policy_lines(slurmd_timeout: Optional[int]) -> List[str]:
+    if slurmd_timeout is None:
+        return list(POLICY)
+    return [line for line in POLICY if not line.startswith("SlurmdTimeout=")] + [f"SlurmdTimeout={slurmd_timeout}"]
 
 
 def _node_lines(nodes: Sequence[Node], hw: Dict[str, int], mem_mb: int) -> List[str]:
@@ -249,15 +262,18 @@ def _node_lines(nodes: Sequence[Node], hw: Dict[str, int], mem_mb: int) -> List[
 
 
 def write_config(cdir: ClusterDir, ctld_port: int, nodes: Sequence[Node], munge_socket: Optional[str],
-                 cluster_name: Optional[str] = None) -> Dict[str, object]:
+                 cluster_name: Optional[str] = None, ctld_addr: str = "127.0.0.1",
+                 slurmd_timeout: Optional[int] = None, per_node_files: bool = False) -> Dict[str, object]:
     """Write slurm.conf and plugstack.conf; returns the env.json fields they decide (name, node, cpus, memory).
 
-    A fresh random ClusterName each start, so slurmctld never picks up another run's state."""
+    A fresh random ClusterName each start, so slurmctld never picks up another run's state. ``ctld_addr``:
+    where every slurmd reaches slurmctld; ``slurmd_timeout`` (s) replaces POLICY's when given; see
+    ``_path_lines`` for ``per_node_files``. Every node is given this machine's CPUs and memory."""
     hw = node_hardware()
     mem_mb = max(64, int(hw["RealMemory"] * 0.9))
     cluster_name = cluster_name or "hmkd%06x" % random.randrange(16 ** 6)
-    lines = (_auth_lines(cluster_name, ctld_port, nodes[0].port, munge_socket) + _path_lines(cdir)
-             + list(POLICY) + _node_lines(nodes, hw, mem_mb))
+    lines = (_auth_lines(cluster_name, ctld_addr, ctld_port, nodes[0].port, munge_socket)
+             + _path_lines(cdir, per_node_files) + _policy_lines(slurmd_timeout) + _node_lines(nodes, hw, mem_mb))
     with open(cdir.conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(cdir.plugstack, "w") as f:

@@ -3,9 +3,12 @@
 Usage:
     rec = {"pid": pid, "start": start_time(pid)}; ... start_time(pid) == rec["start"]   # not a reused PID
     terminate(pid)                                  # SIGTERM, then SIGKILL after the timeout; reaps
-    kill_tree(spool_socket_pids("/tmp/c/spool"))    # slurmstepds of this cluster and their children
+    kill_tree(spool_socket_pids("/tmp/c/spool"))    # slurmstepds of this cluster (any network namespace)
+    in_netns("/run/netns/hmkd3fa2c1n1")              # the PIDs in one network namespace
 
 Stopping must never touch a process that is not this cluster's, hence the start-time and spool checks.
+/proc/net/unix lists only the sockets of the reader's network namespace, so the spool check reads one
+/proc/PID/net/unix per namespace: a slurmd in a node's namespace keeps its slurmstepds there.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 
 def wait_until(ready: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:
@@ -86,11 +89,11 @@ def terminate(pid: int, timeout: float = 10.0) -> None:
             return
 
 
-def _unix_socket_inodes(prefix: str) -> Set[str]:
-    """Inodes of the unix sockets bound under ``prefix`` (from /proc/net/unix)."""
+def _unix_socket_inodes(prefix: str, table: str = "/proc/net/unix") -> Set[str]:
+    """Inodes of the unix sockets bound under ``prefix`` (from ``table``, a /proc/.../net/unix)."""
     inodes = set()
     try:
-        with open("/proc/net/unix") as f:
+        with open(table) as f:
             next(f, None)
             for parts in (line.split() for line in f):
                 if len(parts) >= 8 and parts[7].startswith(prefix):
@@ -112,9 +115,39 @@ def _holds_socket(pid: int, inodes: Set[str]) -> bool:
     return any(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
 
 
+def _netns_id(pid: int) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _one_pid_per_netns() -> List[int]:
+    seen: Dict[Tuple[int, int], int] = {}
+    for pid in _pids():
+        ns = _netns_id(pid)
+        if ns is not None:
+            seen.setdefault(ns, pid)
+    return list(seen.values())
+
+
+def in_netns(ns_path: str) -> List[int]:
+    """PIDs whose network namespace is the one bound at ``ns_path`` (e.g. /run/netns/NAME); [] if none is."""
+    try:
+        st = os.stat(ns_path)
+    except OSError:
+        return []
+    return [pid for pid in _pids() if pid != os.getpid() and _netns_id(pid) == (st.st_dev, st.st_ino)]
+
+
 def spool_socket_pids(spool: str) -> List[int]:
-    """PIDs holding unix sockets under our SlurmdSpoolDir: this cluster's slurmstepds."""
-    inodes = _unix_socket_inodes(spool.rstrip("/") + "/")
+    """PIDs holding unix sockets under our SlurmdSpoolDir (and the per-node dirs under it), in every network
+    namespace: this cluster's slurmstepds."""
+    prefix = spool.rstrip("/") + "/"
+    inodes: Set[str] = set()
+    for pid in _one_pid_per_netns():  # socket inodes are unique machine-wide
+        inodes |= _unix_socket_inodes(prefix, f"/proc/{pid}/net/unix")
     if not inodes:
         return []
     return [pid for pid in _pids() if pid != os.getpid() and _holds_socket(pid, inodes)]
@@ -144,13 +177,14 @@ def descendants(pids: Iterable[int]) -> List[int]:
     return out
 
 
-def kill_tree(pids: List[int]) -> None:
-    """SIGKILL ``pids`` and all their descendants (jobs outlive slurmd under their slurmstepd)."""
+def kill_tree(pids: List[int], reap_them: bool = True) -> None:
+    """SIGKILL ``pids`` and all their descendants (jobs outlive slurmd under their slurmstepd). ``reap_them``:
+    collect the exit status of those that are our children; False leaves it to their Popen, if any."""
     everyone = pids + descendants(pids)
     for pid in everyone:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    for pid in everyone:
+    for pid in everyone if reap_them else []:
         reap(pid)

@@ -30,7 +30,11 @@ so torch/gloo pick eth0; ports are per node (two nodes may listen on the same on
 own loopback, so a server on this host's loopback is out of reach (the host is ``slurm_nodes.info
 ["ctld_addr"]``). The file system is shared: tmp_path, the repository and the venv are the same on every
 node. Every node declares all of this machine's CPUs (``.cpus``), so -N 2 jobs run on one machine's cores.
-SlurmdTimeout is 20 s: a node whose link is cut is DOWN after about 30 s. A test that cuts a link or
+SlurmdTimeout is 20 s: a node whose link is cut is "idle*" (not responding) after about 15 s and DOWN
+("down*") after about 30 s. Plugging the link back is not enough to bring a DOWN node back soon: slurmctld
+stops pinging it and asks it to register only every 20th ping cycle (up to about 2 minutes; 90 s measured);
+``restart_slurmd(node)`` makes it register at once (ReturnToService=2 then returns it to service in about
+a second). A link cut and restored before the node is DOWN needs nothing. A test that cuts a link or
 restarts a slurmd must leave both nodes idle (``wait_node_state``), as the fixture is shared.
 
 Without root or without a reachable package mirror the tests are skipped with a loud reason,

@@ -318,7 +318,11 @@ def node_pids(d: str, node: str) -> List[int]:
 
 
 def set_link(d: str, node: str, up: bool) -> None:
-    """Cut (``up=False``) or restore ``node``'s link to the bridge; its processes keep running."""
+    """Cut (``up=False``) or restore ``node``'s link to the bridge; its processes keep running.
+
+    Restoring the link of a node slurmctld has already set DOWN does not bring it back soon (Slurm 22.05 does
+    not ping DOWN, non-responding nodes; it asks them to register every 20th ping cycle): ``restart_slurmd``
+    does, at once."""
     net = _net(d)
     network.set_link(net, net.node(node), up)
 

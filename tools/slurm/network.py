@@ -3,15 +3,16 @@
 Usage:
     net = plan(["n1", "n2"], ctld_host="vm")  # fresh names and a /24 no interface or route here uses
     save(cdir, net); create(net)              # DIR/run/net.json first, so a crashed start can be undone
-    argv = in_node(net.nodes[0], ["hostname"])   # runs inside n1's network and UTS namespaces
+    argv = in_node(net.nodes[0], ["hostname"])   # runs inside n1 (its network, mount and UTS namespaces)
     procs.in_netns(netns_path(net.nodes[0]))     # the PIDs in n1's network namespace
     destroy(net); forget(cdir)                # links, namespaces and /etc/netns/<ns>; what is gone is skipped
 
 Each node is a network namespace (``ip netns add``) joined to the bridge by a veth pair (the namespace's end
 is eth0), with its own address in 10.213.X.0/24; the bridge holds .1, slurmctld's address. Names resolve in
 every namespace through /etc/netns/<ns>/hosts, bind-mounted over /etc/hosts in a mount namespace of the
-node's slurmd (``in_node``), so every job it starts sees them; ``ip netns exec <ns>`` does the same mount. Interface names
-must fit 15 characters: the bridge is hb<id>, node i's root-side veth hv<id>n<i> (id: 6 random hex digits).
+node's slurmd (``in_node``), so every job it starts sees them; ``ip netns exec <ns>`` does the same mount.
+Interface names must fit 15 characters: the bridge is hb<id>, node n<i>'s root-side veth hv<id>n<i>, its
+namespace hmkd<id>n<i> (id: 6 random hex digits).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def plan(names: Sequence[str], ctld_host: str, rng: Optional[random.Random] = No
             break
     subnet = free_subnet(rng)
     hosts = list(subnet.hosts())
+    if FIRST_NODE_HOST - 1 + len(names) > len(hosts):
+        raise ValueError(f"{len(names)} nodes do not fit in a /24 from .{FIRST_NODE_HOST}")
     nodes = [NetNode(name, str(hosts[FIRST_NODE_HOST - 1 + i]), f"hmkd{net_id}{name}", f"hv{net_id}{name}")
              for i, name in enumerate(names)]
     too_long = [n.veth for n in nodes if len(n.veth) > MAX_IFNAME]

@@ -252,7 +252,7 @@ def start(d: str, timeout: float = STARTUP_TIMEOUT_S, nodes: Optional[int] = Non
     ``nodes=None``: one node, this host. ``nodes=N``: nodes n1..nN, each slurmd in its own network namespace
     (env.json then has "nodes", "bridge", "ctld_addr", "subnet")."""
     if nodes is not None and nodes < 1:
-        raise ValueError(f"nodes={nodes}: a cluster needs at least one node (or None: this host)")
+        raise ValueError(f"nodes={nodes}: a cluster needs at least one node (None: the one-node cluster on this host)")
     if os.geteuid() != 0:
         raise ClusterError("the test cluster runs slurmctld/slurmd as root: run as root")
     cdir = ClusterDir.at(d)

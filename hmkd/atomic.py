@@ -1,29 +1,96 @@
-"""Atomic file writes: nothing half-written is ever published.
+"""Atomic file writes: nothing half-written is ever published, and a full disk is one clear error.
 
-Usage: atomic_write_text(path, text); atomic_write_bytes(path, data)
+Usage: atomic_write_text(path, text); atomic_write_bytes(path, data); append_text(log_path, line)
+       except DiskFullError as exc: print(exc)     # path, bytes it was writing, free space there, the fix
 
 The data goes to a temp file in the target's folder (same filesystem, so the rename is atomic), is flushed and
 fsynced, replaces the target with os.replace, and the folder is fsynced so the rename survives a crash. A failed
-write removes its temp file and leaves the old target untouched.
+write removes its temp file and leaves the old target untouched. Appends to logs add whole records or nothing.
+
+A full filesystem (ENOSPC) or a spent quota (EDQUOT) is raised as ``DiskFullError`` from here, so every writer says
+the same thing; its ``fix`` may be replaced by a caller that knows more (e.g. where a training run resumes).
 """
+import errno
 import os
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def format_bytes(count: int) -> str:
+    """Sizes for people: bytes below 10 kB, else MB or GB (powers of 1000, as disks are sold and df -H shows)."""
+    if count < 10000:
+        return "%d bytes" % count
+    if count < 10 ** 9:
+        return "%.2f MB" % (count / 1e6)
+    return "%.2f GB" % (count / 1e9)
+
+
+def free_bytes(path: str) -> Optional[int]:
+    """Space an unprivileged writer still has on the filesystem holding ``path`` (its folder); None if unknown."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+class DiskFullError(OSError):
+    """A write found no room (ENOSPC, EDQUOT). An OSError with the usual errno, but its text is one line for the
+    user: what was being written, how many bytes, how much is free there and what to do, since ENOSPC alone names
+    neither the file nor the fix. ``free`` is measured after the failed write's temp file is gone."""
+
+    def __init__(self, path: str, needed: Optional[int], code: int = errno.ENOSPC,
+                 fix: str = "free space there, then run the same command again"):
+        super().__init__(code, os.strerror(code), path)
+        self.needed = needed
+        self.free = free_bytes(path)
+        self.fix = fix
+
+    def __str__(self) -> str:
+        sizes = ["%s to write" % format_bytes(self.needed)] if self.needed is not None else []
+        if self.free is not None:
+            sizes.append("%s free there" % format_bytes(self.free))
+        return "%s writing %s%s; %s" % (self.strerror[:1].lower() + self.strerror[1:], self.filename,
+                                        " (%s)" % ", ".join(sizes) if sizes else "", self.fix)
+
+    def __reduce__(self):  # pickled as its own fields (OSError would replay (errno, strerror, filename))
+        return type(self), (self.filename, self.needed, self.errno, self.fix), {"free": self.free}
+
+
+@contextmanager
+def reporting_full_disk(path: str, needed: Optional[int]) -> Iterator[None]:
+    """ENOSPC/EDQUOT raised inside becomes DiskFullError for ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        if exc.errno not in FULL_DISK_ERRNOS:
+            raise
+        raise DiskFullError(path, needed, exc.errno) from exc
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s.tmp." % os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with reporting_full_disk(path, len(data)):
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s.tmp." % os.path.basename(path))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -33,3 +100,22 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_text(path: str, text: str) -> None:
+    """Append ``text`` whole or not at all: a write cut short by a full disk is truncated away again, so a log keeps
+    whole lines and the next line after a resume does not run into half of an old one."""
+    data = text.encode("utf-8")
+    with reporting_full_disk(path, len(data)):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)

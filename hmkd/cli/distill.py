@@ -13,12 +13,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from hmkd.cli.common import load_with_overrides
-    from hmkd.engine.stage import run_stage
+    from hmkd.cli.common import load_with_overrides, run_training
 
     cfg = load_with_overrides(args)
     if cfg.teacher is None:
         raise ValueError("%s has no teacher section; hmkd distill needs teacher.name and teacher.checkpoint (use "
                          "hmkd train for a run without a teacher)" % args.config)
-    run_stage(cfg, args.run_dir)
+    run_training(cfg, args.run_dir)
     return 0

@@ -10,6 +10,7 @@ import warnings
 from typing import List, Optional
 
 from hmkd import __version__
+from hmkd.atomic import DiskFullError
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
 COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "report", "data", "models", "flops"]
@@ -43,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # user mistakes, NaN losses: one line
+    except (ValueError, FileNotFoundError, FloatingPointError, DiskFullError) as exc:  # mistakes, NaN, full disk
         print("hmkd %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
 

@@ -13,9 +13,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from hmkd.cli.common import load_with_overrides
-    from hmkd.engine.stage import run_stage
+    from hmkd.cli.common import load_with_overrides, run_training
 
     cfg = load_with_overrides(args)
-    run_stage(cfg, args.run_dir)
+    run_training(cfg, args.run_dir)
     return 0

@@ -3,6 +3,9 @@
 Usage:
     logger = MetricsLogger(run_dir, total_steps, is_main)
     logger.log_step(step, {"loss/ce": 0.7, "lr": 0.01}, images_per_s=12.3)
+    logger.warning("checkpoint ... cannot be loaded; resuming from ... instead")    # train.log and stderr
+
+Lines are appended whole or not at all (hmkd.atomic.append_text); a full disk stops the run with DiskFullError.
 """
 import json
 import os
@@ -10,6 +13,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from hmkd.atomic import append_text, atomic_write_text
 from hmkd.rundir import RunDir
 
 
@@ -39,19 +43,21 @@ class MetricsLogger:
         self.started = time.time()
         self.start_step: Optional[int] = None
 
-    def _write(self, path: str, text: str) -> None:
-        with open(path, "a") as handle:
-            handle.write(text)
-
-    def message(self, text: str) -> None:
+    def message(self, text: str, stream=None) -> None:
         if not self.enabled:
             return
         line = "%s %s" % (time.strftime("%Y-%m-%d %H:%M:%S"), text)
-        self._write(self.log_path, line + "\n")
+        append_text(self.log_path, line + "\n")
         if self.live:
             self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
+        stream = stream or self.stream
+        stream.write(line + "\n")
+        stream.flush()
+
+    def warning(self, text: str) -> None:
+        """Something the user should act on: in train.log and on stderr, where it is not lost among the steps."""
+        self.message("WARNING " + text, stream=sys.stderr)
 
     def start(self, step: int) -> None:
         """The clock for images/s and ETA starts here, at the first step this process runs."""
@@ -62,13 +68,11 @@ class MetricsLogger:
         if not self.enabled:
             return
         rows = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
-        with open(self.metrics_path + ".tmp", "w") as handle:
-            handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        os.replace(self.metrics_path + ".tmp", self.metrics_path)
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
     def log(self, record: Dict[str, Any]) -> None:
         if self.enabled:
-            self._write(self.metrics_path, json.dumps(record, sort_keys=True) + "\n")
+            append_text(self.metrics_path, json.dumps(record, sort_keys=True) + "\n")
 
     def log_step(self, step: int, values: Dict[str, float], images_per_s: float) -> None:
         if not self.enabled:
@@ -80,7 +84,7 @@ class MetricsLogger:
         terms = " ".join("%s %.4f" % (k, v) for k, v in sorted(values.items()) if k != "lr")
         text = "step %d/%d  %s  lr %.3g  %.1f img/s  eta %s" % (step, self.total_steps, terms, values.get("lr", 0),
                                                                images_per_s, _hms(eta_s))
-        self._write(self.log_path, "%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+        append_text(self.log_path, "%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
         if self.live:
             bar = int(30 * step / self.total_steps)
             self.stream.write("\r\033[K[%s%s] %s" % ("#" * bar, "." * (30 - bar), text))

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from torch import Tensor
 
+from hmkd.atomic import atomic_write_bytes
 from hmkd.data.base import IGNORE_INDEX, colorize
 
 LAYOUTS = ("triptych", "prediction")
@@ -48,9 +49,10 @@ def save_prediction(path: str, pred_hw: Tensor, label_hw: Tensor, palette: Seque
             raise ValueError("layout 'triptych' needs the image; pass image_chw or use layout='prediction'")
         panels = [display_image(image_chw, normalize), colorize(label, palette, ignore_index)] + panels
     picture_rgb = np.concatenate(panels, axis=1)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(picture_rgb[..., ::-1])):
-        raise OSError("could not write the prediction picture %s" % path)
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", np.ascontiguousarray(picture_rgb[..., ::-1]))
+    if not ok:
+        raise ValueError("cannot encode the prediction picture %s (unknown image type); name it .png" % path)
+    atomic_write_bytes(path, encoded.tobytes())  # like every file a run publishes: whole, or a clear full-disk error
 
 
 def file_stem(name: Any, index: int) -> str:

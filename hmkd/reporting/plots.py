@@ -4,9 +4,11 @@ Usage:
     plot_run(RunDir(run_dir))          # run_dir/plots/losses.png and val_miou.png, from metrics.jsonl
     report_charts(RunDir(out_dir), entries)    # miou.png and per_class_iou.png, from the results table's entries
 """
+import io
 import os
 from typing import Any, Dict, List, Sequence
 
+from hmkd.atomic import atomic_write_bytes
 from hmkd.engine.logger import read_jsonl
 from hmkd.rundir import RunDir
 
@@ -21,10 +23,13 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
+    """Rendered in memory, then written atomically: a chart is whole, or a full disk is one clear error."""
     plt = _pyplot()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1][1:] or "png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

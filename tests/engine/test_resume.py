@@ -8,19 +8,7 @@ import sys
 import pytest
 import torch
 
-from runner import REPO, cli_env, final_state, run_cli
-
-
-
-
-def assert_bitwise_equal(a, b):
-    assert a["step"] == b["step"]
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        for key in sa:
-            assert torch.equal(sa[key], sb[key]), key
+from runner import REPO, assert_bitwise_equal, cli_env, final_state, run_cli
 
 
 def kill_at_step(command, step, env, signum=signal.SIGKILL):

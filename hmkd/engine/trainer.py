@@ -196,11 +196,16 @@ class Trainer:
             dist.barrier()
 
     def resume(self) -> bool:
+        """Restore everything from the newest checkpoint that loads; damaged ones are passed over with a warning."""
         if self.env.is_main:
             self.checkpoints.remove_stale_temp_files()
-        state = self.checkpoints.load_latest()
+        needs = ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "consumed", "train_seconds",
+                 "world_size", "rng")
+        state = self.checkpoints.load_latest(required=needs, repair=self.env.is_main)
         if state is None:
             return False
+        for path, problem in self.checkpoints.skipped:
+            self.logger.warning("checkpoint %s %s; resuming from %s instead" % (path, problem, self.checkpoints.loaded))
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -214,7 +219,7 @@ class Trainer:
                                 "are reseeded" % (state["world_size"], self.env.world_size))
             seed_everything(self.cfg.train.seed + self.step, self.env.rank, self.cfg.train.deterministic)
         self.logger.drop_after(self.step)
-        self.logger.message("resumed from step %d (%s)" % (self.step, self.checkpoints.latest_path()))
+        self.logger.message("resumed from step %d (%s)" % (self.step, self.checkpoints.loaded))
         return True
 
     # ----------------------------------------------------------------- loop

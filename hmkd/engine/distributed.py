@@ -43,7 +43,7 @@ class DistEnv(NamedTuple):
 COLLECTIVE_TIMEOUT_ENV = "HMKD_COLLECTIVE_TIMEOUT_S"
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600  # covers a checkpoint write to slow shared storage; well under torch's 30 min
 # What gloo and NCCL say when a peer process died, a node stopped answering or a collective ran past its timeout.
-_PEER_LOST_MARKERS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer", "Timed out waiting",
+_PEER_LOST_MARKERS = ("gloo/transport", "pair closure", "Connection closed by peer", "Connection reset by peer", "Timed out waiting",
                       "NCCL communicator was aborted", "collective operation timeout", "NCCL error", "Socket Timeout",
                       "waiting for clients", "connect() timed out")
 
@@ -199,6 +199,27 @@ def init_distributed(device: str = "auto") -> DistEnv:
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                                 timeout=collective_timeout())
     return DistEnv(rank, world, local, dev, backend if world > 1 else None)
+
+
+def rank_ordered_mean(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """A DDP communication hook: the mean of a gradient bucket, summed in rank order on every rank.
+
+    DDP lays its buckets out again after the first step, and a ring all-reduce sums each element in an order that
+    depends on where it lies in a bucket; with more than two ranks a resumed run (whose first step has the initial
+    layout) then drifts from an uninterrupted one by rounding. Gathering every rank's bucket and adding them 0, 1,
+    2, ... makes the sum independent of the layout, for the price of world-size times the bucket's memory; the
+    trainer uses it under ``train.deterministic``."""
+    tensor = bucket.buffer()
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    future = dist.all_gather(gathered, tensor, async_op=True).get_future()
+
+    def mean(_: Any) -> torch.Tensor:
+        total = gathered[0].clone()
+        for part in gathered[1:]:
+            total += part
+        return total.div_(len(gathered))
+
+    return future.then(mean)
 
 
 def node_name() -> str:

@@ -30,7 +30,7 @@ from hmkd.data import build_dataset
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
-from hmkd.engine.distributed import DistEnv, describe_placement, init_distributed, placement
+from hmkd.engine.distributed import DistEnv, describe_placement, init_distributed, placement, rank_ordered_mean
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
 from hmkd.engine.precision import resolve_precision
@@ -141,6 +141,8 @@ class Trainer:
         if self.env.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
+            if t.deterministic:
+                self.wrapped.register_comm_hook(None, rank_ordered_mean)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         self.precision = resolve_precision(t.amp or None, self.device, "train.amp", self.warn)

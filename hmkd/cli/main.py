@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from hmkd import __version__
 from hmkd.atomic import DiskFullError
+from hmkd.engine.distributed import PeerLostError
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
 COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "report", "data", "models", "flops"]
@@ -44,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, FloatingPointError, DiskFullError) as exc:  # mistakes, NaN, full disk
+    # mistakes, NaN losses, a full disk, a lost node: one line each
+    except (ValueError, FileNotFoundError, FloatingPointError, DiskFullError, PeerLostError) as exc:
         print("hmkd %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 2
 

@@ -105,3 +105,40 @@ def test_flops_counter_by_name_or_one_line_error(capsys):
             assert code == 2 and err.strip().splitlines() == [
                 "hmkd flops: error: the %s FLOP counter is not installed here (%s); available: %s" % (
                     counter, "mmcv 1.7" if counter == "mmcv" else "torch >= 2.1", ", ".join(available_counters()))]
+
+
+@pytest.mark.slow
+def test_a_lost_peer_is_one_line_and_exit_2(tmp_path):
+    """Two `hmkd train` ranks (torchrun's variables, no torchrun to tidy up after them); rank 1 is killed mid-run:
+    rank 0's next collective fails and the command ends with one line that says so, not a gloo traceback."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+    from engine_config import tiny_config
+    from runner import REPO, cli_env
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(schedule={"max_iters": 400}, train={"checkpoint_interval": 2})))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cli_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", HMKD_COLLECTIVE_TIMEOUT_S="20")
+    ranks = [subprocess.Popen([sys.executable, "-m", "hmkd", "train", str(config), "--run-dir", str(tmp_path / "run")],
+                              stdout=subprocess.PIPE if r == 0 else subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              text=True, cwd=REPO, env=dict(env, RANK=str(r), LOCAL_RANK=str(r))) for r in (0, 1)]
+    for line in ranks[0].stdout:  # rank 0 logs the steps
+        if line.startswith("step 4/"):
+            break
+    else:
+        raise AssertionError("rank 0 ended before step 4")
+    os.kill(ranks[1].pid, signal.SIGKILL)
+    ranks[1].wait()
+    rest, _ = ranks[0].communicate(timeout=120)
+    assert ranks[0].returncode == 2
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("hmkd train: error: a collective failed on rank 0 on "), rest[-2000:]
+    assert "the run resumes from its latest checkpoint" in last and "Traceback" not in rest

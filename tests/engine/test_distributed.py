@@ -211,3 +211,54 @@ def test_code_errors_are_not_collective_failures():
 
     assert not collective_failure(RuntimeError("CUDA out of memory"))
     assert not collective_failure(ValueError("Timed out waiting"))  # not a RuntimeError: not from a backend
+
+
+ORDERED = r"""
+import json, os
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from hmkd.engine.distributed import init_distributed, rank_ordered_mean
+
+env = init_distributed("cpu")
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+ddp = DistributedDataParallel(model, bucket_cap_mb=1e-5)  # several buckets
+ddp.register_comm_hook(None, rank_ordered_mean)
+torch.manual_seed(1 + env.rank)
+x = torch.randn(4, 7) * (10.0 ** env.rank)  # magnitudes apart, so the order of a sum shows in its rounding
+ddp(x).pow(2).sum().backward()
+synced = [p.grad.clone() for p in model.parameters()]
+model.zero_grad()
+model(x).pow(2).sum().backward()  # this rank's own gradients, without DDP
+mine = [p.grad.clone() for p in model.parameters()]
+every = [[torch.empty_like(g) for _ in range(env.world_size)] for g in mine]
+for parts, g in zip(every, mine):
+    dist.all_gather(parts, g)
+expected = []
+for parts in every:
+    total = parts[0].clone()
+    for part in parts[1:]:
+        total += part
+    expected.append(total / env.world_size)
+print(json.dumps({"bitwise": all(torch.equal(a, b) for a, b in zip(synced, expected))}))
+"""
+
+
+def test_rank_ordered_mean_is_the_mean_summed_in_rank_order(tmp_path):
+    """The deterministic DDP hook on 3 real gloo processes gives exactly ((g0 + g1) + g2) / 3 on every rank."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "ordered.py"
+    script.write_text(ORDERED)
+    base = cli_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="3")
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(base, RANK=str(r), LOCAL_RANK=str(r)), cwd=REPO) for r in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, err[-2000:]
+        assert json.loads(out.strip().splitlines()[-1]) == {"bitwise": True}

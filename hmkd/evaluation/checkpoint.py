@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 from torch import nn
 
 from hmkd.config import ExperimentConfig
+from hmkd.config.schema import resolve_normalization
 from hmkd.data import build_dataset
 from hmkd.evaluation.evaluator import evaluate
 from hmkd.evaluation.record import EvalRecord
@@ -71,6 +72,7 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_di
                         ) -> EvalRecord:
     """``checkpoint`` (a run's model.pth, a step checkpoint or a weights file) loaded strictly into ``cfg.model``
     and evaluated on ``cfg.eval.split`` by every rank of ``env``; pictures into ``out_dir`` on the main rank."""
+    cfg = resolve_normalization(cfg, checkpoint)  # the model's own normalisation, as recorded in its checkpoint
     dataset = build_dataset(cfg.data, split=cfg.eval.split, train=False)
     model = build_model(cfg.model.name, dataset.num_classes, **cfg.model.options)
     load_pretrained(model, checkpoint, strict=True)

@@ -191,6 +191,7 @@ class Trainer:
     def save(self, metric: Optional[float] = None) -> None:
         rngs = gather_objects(rng_state(), self.env)  # every rank's RNG, so each resumes its own stream
         if self.env.is_main:
+            self.logger.flush()  # the events this checkpoint covers are on disk before it is published
             state = self.state_dict()
             state["rng"] = rngs
             self.checkpoints.save(state, self.step, metric)
@@ -347,7 +348,7 @@ class Trainer:
     def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()
         metrics = evaluate(self.module.student, self.val_set, self.cfg.eval, self.device, self.env.rank,
-                           self.env.world_size, out_dir=out_dir)
+                           self.env.world_size, out_dir=out_dir, picture_sink=self.logger.picture_sink(self.step))
         self.module.train()
         self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
         self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],
@@ -370,6 +371,7 @@ class Trainer:
             self.logger.message("final evaluation (%s split, %d images):\n%s" % (
                 self.cfg.eval.split, len(self.val_set), format_table(record)))
             plot_run(self.files)
+        self.logger.close()
         return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
                 "train_seconds": round(self.elapsed(), 1)}
 

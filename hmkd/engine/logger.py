@@ -6,11 +6,9 @@ Usage:
     logger.start(step)                                      # after resume: the clock and the event file start here
     logger.log_step(step, {"loss/ce": 0.7, "lr": 0.01}, images_per_s=12.3)
     evaluate(..., picture_sink=logger.picture_sink(step))   # prediction pictures into TensorBoard
-    logger.flush()                                          # before a checkpoint is published
     logger.warning("checkpoint ... cannot be loaded; resuming from ... instead")    # train.log and stderr
-    logger.close()
 
-Lines are appended whole or not at all (hmkd.atomic.append_text); a full disk stops the run with DiskFullError.
+Lines and events are appended whole or not at all (hmkd.atomic); a full disk stops the run with DiskFullError.
 """
 import json
 import os
@@ -83,16 +81,6 @@ class MetricsLogger:
         if board is None:
             return None
         return lambda name, picture_rgb: board.image(prefix + name, picture_rgb, step)
-
-    def flush(self) -> None:
-        """Events so far onto disk; metrics.jsonl and train.log are written through already."""
-        if self.board is not None:
-            self.board.flush()
-
-    def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
-            self.board = None
 
     def drop_after(self, step: int) -> None:
         """After a resume from ``step``, forget lines the killed run logged past it (they will be logged again)."""

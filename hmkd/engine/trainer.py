@@ -191,7 +191,6 @@ class Trainer:
     def save(self, metric: Optional[float] = None) -> None:
         rngs = gather_objects(rng_state(), self.env)  # every rank's RNG, so each resumes its own stream
         if self.env.is_main:
-            self.logger.flush()  # the events this checkpoint covers are on disk before it is published
             state = self.state_dict()
             state["rng"] = rngs
             self.checkpoints.save(state, self.step, metric)
@@ -371,7 +370,6 @@ class Trainer:
             self.logger.message("final evaluation (%s split, %d images):\n%s" % (
                 self.cfg.eval.split, len(self.val_set), format_table(record)))
             plot_run(self.files)
-        self.logger.close()
         return {"step": self.step, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
                 "train_seconds": round(self.elapsed(), 1)}
 

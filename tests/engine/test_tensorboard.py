@@ -2,6 +2,7 @@
 prediction pictures decode to the files the run wrote, a resume shows no step twice, runs sit apart under one logdir,
 and without the package training goes on after one warning."""
 import glob
+import io
 import os
 import signal
 import subprocess
@@ -9,10 +10,13 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
+from mounts import fill, tmpfs_mounts
 from runner import REPO, cli_env, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
+from hmkd.atomic import DiskFullError
 from hmkd.config import config_from_dict
 from hmkd.engine.logger import MetricsLogger, read_jsonl
 from hmkd.engine.trainer import Trainer
@@ -116,10 +120,9 @@ def test_logdir_shows_each_stage_and_seed_as_its_own_run(tmp_path):
     experiment = tmp_path / "exp"
     runs = [str(experiment / "teacher"), seed_dir(str(experiment / "hmkd"), 0), seed_dir(str(experiment / "hmkd"), 1)]
     for number, run_dir in enumerate(runs):
-        logger = MetricsLogger(run_dir, total_steps=2, stream=open(os.devnull, "w"))
+        logger = MetricsLogger(run_dir, total_steps=2, stream=io.StringIO())
         logger.start(0)
         logger.log_step(1, {"loss/total": float(number), "lr": 0.01}, images_per_s=1.0)
-        logger.close()
     other_rank = MetricsLogger(str(experiment / "student"), total_steps=2, enabled=False)
     other_rank.start(0)
     other_rank.log_step(1, {"loss/total": 5.0}, images_per_s=1.0)
@@ -144,3 +147,19 @@ def test_without_tensorboard_training_goes_on_after_one_warning(tmp_path, monkey
     assert [row["step"] for row in read_jsonl(RunDir(run_dir).metrics) if "loss/total" in row] == [1, 2]
     assert not os.path.exists(RunDir(run_dir).tensorboard)
     assert sum("TensorBoard" in line for line in open(RunDir(run_dir).train_log)) == 1
+
+
+def test_full_disk_on_an_event_is_disk_full_error_and_the_file_keeps_whole_events(tmp_path):
+    with tmpfs_mounts(tmp_path) as tmpfs:
+        run_dir = tmpfs(64 * 4096)
+        logger = MetricsLogger(run_dir, total_steps=2, stream=io.StringIO())
+        logger.start(0)
+        logger.log({"step": 1, "loss/total": 0.5})
+        event_file, = glob.glob(os.path.join(RunDir(run_dir).tensorboard, "events.out.tfevents.*"))
+        size = os.path.getsize(event_file)
+        fill(run_dir)
+        noise_rgb = np.random.RandomState(0).randint(0, 256, (64, 64, 3)).astype(np.uint8)  # PNG of several pages
+        with pytest.raises(DiskFullError, match="writing %s " % event_file):
+            logger.picture_sink(1)("a", noise_rgb)
+        assert os.path.getsize(event_file) == size
+        assert [(e.step, e.value) for e in read_board(run_dir).Scalars("loss/total")] == [(1, 0.5)]

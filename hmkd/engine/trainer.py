@@ -359,7 +359,7 @@ class Trainer:
     def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()
         metrics = evaluate(self.module.student, self.val_set, self.cfg.eval, self.device, self.env.rank,
-                           self.env.world_size, out_dir=out_dir)
+                           self.env.world_size, out_dir=out_dir, picture_sink=self.logger.picture_sink(self.step))
         self.module.train()
         self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
         self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],

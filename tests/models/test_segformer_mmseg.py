@@ -182,7 +182,8 @@ def test_published_configs_have_our_keys_and_shapes(size, no_init):
     theirs = model.state_dict()
     ours = build_model("segformer_" + size, 19, **MMSEG_OPTIONS)
     converted = ours.checkpoint_filter_fn(theirs, ours)[1]
-    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in converted.items()}
+    assert shapes == {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     eps = {m.eps for m in model.backbone.modules() if isinstance(m, torch.nn.LayerNorm)}
     assert eps == {m.eps for m in ours.backbone.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6}
 

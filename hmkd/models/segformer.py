@@ -4,7 +4,9 @@ Usage: model = build_model("segformer_b4", num_classes=19); out = model(images_b
 
 Module names follow NVlabs' ``mix_transformer.py`` so their ImageNet encoders (``mit_b0.pth`` .. ``mit_b5.pth``)
 load without renaming; :func:`checkpoint_filter_fn` also reads Hugging Face ``SegformerForSemanticSegmentation``
-state dicts. Logits come at 1/4 of the input resolution; features are the four stage maps at strides 4/8/16/32.
+state dicts and mmsegmentation 0.x / 1.x SegFormer checkpoints (``options.head: mmseg``, keys converted by
+hmkd.models.mmseg_segformer_keys). Logits come at 1/4 of the input resolution; features are the four stage maps at
+strides 4/8/16/32.
 Options (``model.options`` / ``teacher.options``): see :class:`SegFormerOptions`.
 """
 import logging
@@ -18,31 +20,44 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from hmkd.compat import HAS_SDPA, sdpa
-from hmkd.config.typed import check_at_least, check_choice
+from hmkd.config.typed import check_at_least, check_choice, check_positive
+from hmkd.models.mmseg_segformer_keys import convert_mmseg_state_dict, is_mmseg_segformer
 from hmkd.models.output import FeatureInfo, SegOutput
 from hmkd.models.registry import register_model
 
 log = logging.getLogger(__name__)
 STAGE3_FEATURES = ("output", "attn_mean")
 ATTENTION_KERNELS = ("eager", "sdpa")
+HEADS = ("mlp", "mmseg")
+MMSEG_DECODER_DIM = 256  # mmseg's SegformerHead configs use 256 channels for every MiT size
 
 
 @dataclass
 class SegFormerOptions:
-    """``decoder_dim``: all-MLP decoder width (None: the variant's, 256 for B0/B1, 768 above);
+    """``head``: ``mlp`` is the NVlabs / Hugging Face all-MLP decoder, ``mmseg`` is mmsegmentation's SegformerHead (1x1
+    conv + BN + ReLU per stage instead of a linear layer), the head of mmseg's published checkpoints;
+    ``decoder_dim``: decoder width (None: for ``mlp`` the variant's, 256 for B0/B1, 768 above; 256 for ``mmseg``, as
+    mmseg's configs for every size);
+    ``norm_eps`` / ``embed_norm_eps``: LayerNorm eps of the blocks and stage ends / of the patch embeddings and the
+    spatial reductions (NVlabs: 1e-6 / 1e-5, Hugging Face: 1e-5 / 1e-5, mmseg: 1e-6 / 1e-6);
     ``stage3_features``: ``attn_mean`` gives the mean of the stage-3 blocks' attention outputs instead of the stage
     output as the third feature map (the HMKD authors' teacher features; logits are unchanged)."""
 
+    head: str = "mlp"
     decoder_dim: Optional[int] = None
     num_heads: Tuple[int, int, int, int] = (1, 2, 5, 8)
     sr_ratios: Tuple[int, int, int, int] = (8, 4, 2, 1)
     drop_path_rate: float = 0.1
     decoder_dropout: float = 0.1
     norm_eps: float = 1e-6
+    embed_norm_eps: float = 1e-5
     stage3_features: str = "output"
     attention: str = "eager"
 
     def __post_init__(self):
+        check_choice("head", self.head, HEADS)
+        for name in ("norm_eps", "embed_norm_eps"):
+            check_positive(name, getattr(self, name))
         if self.decoder_dim is not None:
             check_at_least("decoder_dim", self.decoder_dim, 1)
         for name in ("drop_path_rate", "decoder_dropout"):
@@ -65,10 +80,10 @@ def tokens_to_map(tokens_bnc: Tensor, height: int, width: int) -> Tensor:
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows (kernel > stride), then LayerNorm over channels."""
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, stride: int):
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, stride: int, norm_eps: float = 1e-5):
         super().__init__()
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=stride, padding=patch_size // 2)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
 
     def forward(self, x_bchw: Tensor) -> Tuple[Tensor, int, int]:
         x_bchw = self.proj(x_bchw)
@@ -79,7 +94,8 @@ class OverlapPatchEmbed(nn.Module):
 class EfficientSelfAttention(nn.Module):
     """Multi-head attention whose keys/values come from a map shrunk by ``sr_ratio`` (spatial reduction)."""
 
-    def __init__(self, dim: int, num_heads: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 norm_eps: float = 1e-5):
         super().__init__()
         if dim % num_heads:
             raise ValueError("attention width %d is not divisible by num_heads %d" % (dim, num_heads))
@@ -94,7 +110,7 @@ class EfficientSelfAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
-            self.norm = nn.LayerNorm(dim)
+            self.norm = nn.LayerNorm(dim, eps=norm_eps)
 
     def forward(self, x_bnc: Tensor, height: int, width: int) -> Tensor:
         batch, num_tokens, dim = x_bnc.shape
@@ -144,10 +160,11 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + MixFFN(LN(x)), each with stochastic depth."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, drop_path: float,
-                 norm_eps: float, drop: float = 0.0, attn_drop: float = 0.0):
+                 norm_eps: float, drop: float = 0.0, attn_drop: float = 0.0, embed_norm_eps: float = 1e-5):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = EfficientSelfAttention(dim, num_heads, sr_ratio, attn_drop=attn_drop, proj_drop=drop)
+        self.attn = EfficientSelfAttention(dim, num_heads, sr_ratio, attn_drop=attn_drop, proj_drop=drop,
+                                           norm_eps=embed_norm_eps)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop=drop)
@@ -165,7 +182,8 @@ class MixVisionTransformer(nn.Module):
 
     def __init__(self, embed_dims: Sequence[int], depths: Sequence[int], num_heads: Sequence[int],
                  sr_ratios: Sequence[int], mlp_ratio: float = 4.0, in_chans: int = 3, drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_eps: float = 1e-6):
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_eps: float = 1e-6,
+                 embed_norm_eps: float = 1e-5):
         super().__init__()
         self.depths = list(depths)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
@@ -173,10 +191,10 @@ class MixVisionTransformer(nn.Module):
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):
             patch, stride = (7, 4) if i == 0 else (3, 2)
             setattr(self, "patch_embed%d" % (i + 1),
-                    OverlapPatchEmbed(in_chans if i == 0 else embed_dims[i - 1], dim, patch, stride))
+                    OverlapPatchEmbed(in_chans if i == 0 else embed_dims[i - 1], dim, patch, stride, embed_norm_eps))
             setattr(self, "block%d" % (i + 1), nn.ModuleList([
                 Block(dim, num_heads[i], mlp_ratio, sr_ratios[i], rates[first + j], norm_eps, drop_rate,
-                      attn_drop_rate) for j in range(depth)]))
+                      attn_drop_rate, embed_norm_eps) for j in range(depth)]))
             setattr(self, "norm%d" % (i + 1), nn.LayerNorm(dim, eps=norm_eps))
             first += depth
         self.feature_info = [FeatureInfo(dim, 4 * 2 ** i) for i, dim in enumerate(embed_dims)]
@@ -247,22 +265,58 @@ class AllMLPDecoder(nn.Module):
         return self.classifier(self.dropout(fused))
 
 
+class ConvBNReLU(nn.Module):
+    """1x1 conv without bias, BatchNorm, ReLU: mmcv's ConvModule as mmseg's SegformerHead builds it (same names)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_dim)
+
+    def forward(self, x_bchw: Tensor) -> Tensor:
+        return F.relu(self.bn(self.conv(x_bchw)))
+
+
+class ConvFusionDecoder(nn.Module):
+    """mmseg's SegformerHead: per-stage 1x1 ConvModule to one width, upsample to stride 4, concatenate in stage order
+    (the all-MLP decoder concatenates in reverse), fuse with a ConvModule, classify. mmseg's Cityscapes teachers
+    were trained with this head, so their weights need it rather than the all-MLP decoder."""
+
+    def __init__(self, in_channels: Sequence[int], embed_dim: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.convs = nn.ModuleList([ConvBNReLU(c, embed_dim) for c in in_channels])
+        self.fusion_conv = ConvBNReLU(embed_dim * len(in_channels), embed_dim)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Conv2d(embed_dim, num_classes, 1)
+
+    def forward(self, features: List[Tensor]) -> Tensor:
+        size = features[0].shape[2:]
+        maps = [F.interpolate(conv(feat), size=size, mode="bilinear", align_corners=False)
+                for conv, feat in zip(self.convs, features)]
+        return self.classifier(self.dropout(self.fusion_conv(torch.cat(maps, dim=1))))
+
+
+_DECODERS = {"mlp": AllMLPDecoder, "mmseg": ConvFusionDecoder}
+
+
 class SegFormer(nn.Module):
     def __init__(self, num_classes: int, embed_dims: Sequence[int], depths: Sequence[int], decoder_dim: int,
                  num_heads: Sequence[int] = (1, 2, 5, 8), sr_ratios: Sequence[int] = (8, 4, 2, 1),
                  drop_path_rate: float = 0.1, decoder_dropout: float = 0.1, norm_eps: float = 1e-6,
-                 stage3_features: str = "output", attention: str = "eager"):
+                 embed_norm_eps: float = 1e-5, stage3_features: str = "output", attention: str = "eager",
+                 head: str = "mlp"):
         super().__init__()
         self.stage3_features = stage3_features
-        self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios,
-                                             drop_path_rate=drop_path_rate, norm_eps=norm_eps)
+        self.head = head
+        self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios, drop_path_rate=drop_path_rate,
+                                             norm_eps=norm_eps, embed_norm_eps=embed_norm_eps)
         if attention == "sdpa" and not HAS_SDPA:
             log.warning("SegFormer attention=sdpa needs torch 2 (this is torch %s); using eager attention",
                         torch.__version__)
         for module in self.backbone.modules():
             if isinstance(module, EfficientSelfAttention):
                 module.use_sdpa = attention == "sdpa" and HAS_SDPA
-        self.decode_head = AllMLPDecoder(embed_dims, decoder_dim, num_classes, decoder_dropout)
+        self.decode_head = _DECODERS[head](embed_dims, decoder_dim, num_classes, decoder_dropout)
         self.feature_info = self.backbone.feature_info
         self.logits_reduction = 4
 
@@ -278,18 +332,38 @@ class SegFormer(nn.Module):
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: SegFormer) -> Tuple[nn.Module, Dict[str, Tensor]]:
     """Map a checkpoint to (module to load into, state dict in our names).
 
-    Accepts NVlabs MiT ImageNet encoders (their classifier ``head.*`` is dropped) and Hugging Face
-    ``SegformerForSemanticSegmentation`` / ``SegformerModel`` state dicts (whole model or encoder only).
+    Accepts NVlabs MiT ImageNet encoders (their classifier ``head.*`` is dropped), Hugging Face
+    ``SegformerForSemanticSegmentation`` / ``SegformerModel`` state dicts (whole model or encoder only) and
+    mmsegmentation 0.x / 1.x SegFormer checkpoints (whole EncoderDecoder or MiT backbone only; the layout is told
+    by its keys). A whole-model file must match the model's ``head`` option; otherwise the error says which to set.
     """
-    if any(k.startswith(("segformer.", "encoder.patch_embeddings")) for k in state_dict):
+    if is_mmseg_segformer(state_dict):
+        converted = convert_mmseg_state_dict(state_dict)
+    elif any(k.startswith(("segformer.", "encoder.patch_embeddings")) for k in state_dict):
         converted = convert_hf_state_dict(state_dict)
-        has_head = any(k.startswith("decode_head.") for k in converted)
-        if has_head:
-            return model, converted
-        return model.backbone, {k[len("backbone."):]: v for k, v in converted.items()}
-    if any(k.startswith("backbone.") for k in state_dict):
+    elif any(k.startswith("backbone.") for k in state_dict):  # this project's checkpoints: always the whole model
+        _check_head_kind(state_dict, model)
         return model, state_dict
-    return model.backbone, {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    else:
+        return model.backbone, {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    if not any(k.startswith("decode_head.") for k in converted):
+        return model.backbone, {k[len("backbone."):]: v for k, v in converted.items()}
+    _check_head_kind(converted, model)
+    return model, converted
+
+
+def _check_head_kind(converted: Dict[str, Tensor], model: SegFormer) -> None:
+    """A whole-model file for the other decoder would load as all-missing + all-unexpected keys: say what to set."""
+    if not any(k.startswith("decode_head.") for k in converted):
+        return
+    file_head = "mmseg" if any(k.startswith("decode_head.fusion_conv.") for k in converted) else "mlp"
+    model_head = getattr(model, "head", "mlp")
+    if file_head != model_head:
+        names = {"mmseg": "mmsegmentation's SegformerHead (decode_head.convs / fusion_conv)",
+                 "mlp": "the all-MLP decoder (decode_head.linear_c / linear_fuse)"}
+        hint = " and embed_norm_eps: 1e-6 (mmseg's LayerNorms)" if file_head == "mmseg" else ""
+        raise ValueError("the file's decode head is %s but the model was built with head %r; set the model's options "
+                         "head: %s%s" % (names[file_head], model_head, file_head, hint))
 
 
 def convert_hf_state_dict(hf_state: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -360,9 +434,11 @@ _VARIANTS = {
 }
 
 
-def _create(variant: str, num_classes: int, decoder_dim: Optional[int] = None, **options) -> SegFormer:
+def _create(variant: str, num_classes: int, decoder_dim: Optional[int] = None, head: str = "mlp",
+            **options) -> SegFormer:
     embed_dims, depths, variant_decoder_dim = _VARIANTS[variant]
-    return SegFormer(num_classes, embed_dims, depths, decoder_dim or variant_decoder_dim, **options)
+    default_dim = variant_decoder_dim if head == "mlp" else min(MMSEG_DECODER_DIM, variant_decoder_dim)
+    return SegFormer(num_classes, embed_dims, depths, decoder_dim or default_dim, head=head, **options)
 
 
 @register_model("transformer", SegFormerOptions, checkpoint_filter_fn)

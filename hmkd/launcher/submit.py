@@ -103,11 +103,24 @@ def local_executor(spec: PipelineSpec, stage: Stage) -> submitit.LocalExecutor:
     return executor
 
 
-def slurm_executor(spec: PipelineSpec, stage: Stage, dependency: Optional[str] = None) -> submitit.SlurmExecutor:
+class _ScriptExecutor(submitit.SlurmExecutor):
+    """submitit's executor for writing sbatch scripts only (dry runs): it does not ask for srun, so a dry run works
+    on a machine without Slurm."""
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 1
+
+
+def slurm_executor(spec: PipelineSpec, stage: Stage, dependency: Optional[str] = None,
+                   script_only: bool = False) -> submitit.SlurmExecutor:
     """submitit's Slurm executor for a stage, with Slurm's own parameter names (no AutoExecutor layer)."""
     r = stage.resources
-    executor = submitit.SlurmExecutor(folder=_job_folder(spec, stage), max_num_timeout=r.max_requeues,
-                                      python=python_command(spec))
+    kind = _ScriptExecutor if script_only else submitit.SlurmExecutor
+    if not script_only and kind.affinity() <= 0:  # submitit's own test: srun on PATH
+        raise FileNotFoundError("Slurm's srun is not on this machine's PATH: submit from a Slurm login node (or "
+                                "inside the image there), print the jobs with --dry-run, or run them here with --local")
+    executor = kind(folder=_job_folder(spec, stage), max_num_timeout=r.max_requeues, python=python_command(spec))
     params: Dict[str, Any] = dict(job_name="%s.%s" % (spec.experiment, stage.name), nodes=r.nodes,
                                   ntasks_per_node=r.tasks, cpus_per_task=r.cpus_per_task, time=r.time_minutes,
                                   signal_delay_s=SIGNAL_DELAY_S)
@@ -278,7 +291,7 @@ def dry_run(spec: PipelineSpec, only: Optional[Sequence[str]] = None) -> str:
         jobs(spec, stage)  # checks the configs as a real submission would
         parents = _undone_parents(spec, stage)
         dependency = "afterok:" + ":".join("<%s>" % p for p in parents) if parents else None
-        executor = slurm_executor(spec, stage, dependency)
+        executor = slurm_executor(spec, stage, dependency, script_only=True)
         if stage.seeds:
             executor.parameters["map_count"] = len(stage.seeds)
         # submitit's own script text (private API, stable across 1.5.x): exactly what sbatch would receive

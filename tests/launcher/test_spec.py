@@ -139,3 +139,18 @@ def test_shipped_specs_are_valid(monkeypatch):
         spec = load_spec(path)
         for s in spec.ordered_stages():
             assert jobs(spec, s), (path, s.name)  # every stage's config resolves and checks
+
+
+def test_without_srun_a_dry_run_prints_the_scripts_and_a_submission_is_one_line(tmp_path, monkeypatch, capsys):
+    """A laptop without Slurm: --dry-run still shows what sbatch would get; a real submission says what to do."""
+    from hmkd.cli.main import main
+
+    monkeypatch.chdir(__import__("runner").REPO)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    path = write_spec(tmp_path, [stage("a")])
+    assert main(["submit", path, "--dry-run"]) == 0
+    assert "#SBATCH --job-name=" in capsys.readouterr().out
+    assert main(["submit", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hmkd submit: error: Slurm's srun is not on this machine's PATH")
+    assert "--local" in err[0]

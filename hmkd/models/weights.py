@@ -95,7 +95,10 @@ def load_pretrained(model: nn.Module, path: str, sha256: Optional[str] = None, s
     """
     state = read_state_dict(path, sha256)
     filter_fn: Optional[Callable] = getattr(model, "checkpoint_filter_fn", None)
-    target, state = filter_fn(state, model) if filter_fn else (model, state)
+    try:
+        target, state = filter_fn(state, model) if filter_fn else (model, state)
+    except WeightsError as exc:  # the filter knows the layout, not the file
+        raise WeightsError("weights file %s: %s" % (path, exc))
     target_name = "model" if target is model else "backbone"
     own = target.state_dict()
     if not any(k in own for k in state):

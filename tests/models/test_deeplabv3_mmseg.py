@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 
+from hmkd.config.schema import load_config
 from hmkd.models import WeightsError, build_model, load_pretrained
 from hmkd.resize import resize_to
 
@@ -17,6 +18,8 @@ MMSEG_OPTIONS = dict(deep_stem=True, stem_width=32, head="mmseg", basic_block_di
 CONFIGS = {"deeplabv3_r18": ("deeplabv3_r18-d8_512x1024_80k_cityscapes.py", 128),
            "deeplabv3_r50": ("deeplabv3_r50-d8_512x1024_80k_cityscapes.py", 512),
            "deeplabv3_r101": ("deeplabv3_r101-d8_512x1024_80k_cityscapes.py", 512)}
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "cityscapes",
+                      "hmkd_mmseg_deeplabv3_r101_to_segformer_b0.yaml")
 IMAGE_SHAPE = (1, 3, 65, 97)  # non-square, odd: every stride's rounding shows
 TOLERANCE = 1e-5
 
@@ -106,11 +109,13 @@ def test_logits_equal_mmseg(tmp_path, name, save):
 
 
 def test_r101_key_and_shape_sets_match(tmp_path):
-    """R-101-D8 is too slow to run here: every tensor of mmseg's file must land on one of ours with its shape."""
+    """R-101-D8 is too slow to run here: every tensor of mmseg's file lands on one of ours with its shape, in the
+    model the shipped recipe for mmseg's published Cityscapes teacher builds (plus the auxiliary head)."""
     net = _mmseg_net("deeplabv3_r101")
-    path = tmp_path / "r101.pth"
+    path = tmp_path / "deeplabv3_r101-d8_512x1024_80k_cityscapes.pth"
     _save_0x(net, path)
-    model = build_model("deeplabv3_r101", num_classes=19, aspp_width=512, aux_head=True, **MMSEG_OPTIONS)
+    teacher = load_config(RECIPE, ["teacher.checkpoint=%s" % path]).teacher
+    model = build_model(teacher.name, num_classes=19, aux_head=True, **teacher.options)
     report = load_pretrained(model, str(path), strict=True)  # strict: no missing, no unexpected key
     assert report.target == "model" and not report.missing and not report.unexpected
     theirs = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}

@@ -5,7 +5,7 @@ Usage: layout = detect_layout(state); state = to_model(layout, state, model)   #
 Layouts (docs/weights.md has each with its source and input normalisation):
     hmkd      this project's checkpoints: ``backbone.*`` (timm ResNet), ``decode_head.*``, ``aux_head.*``
     mmseg     mmsegmentation 0.x and 1.x EncoderDecoder (ResNetV1c + ASPPHead): ``backbone.stem.*``,
-              ``decode_head.conv_seg.*``, training-only ``auxiliary_head.*``; 1.x adds nothing to the state dict
+              ``decode_head.image_pool/aspp_modules/bottleneck/conv_seg``, training-only ``auxiliary_head.*``; 1.x adds nothing to the state dict
               (its data_preprocessor mean/std are non-persistent buffers)
     cirkd     CIRKD's DeepLabV3 (models/deeplabv3.py + models/base_models/resnet.py): ``pretrained.*``,
               ``head.aspp.b0..b4``, ``head.block.*``, training-only ``auxlayer.*``
@@ -80,8 +80,8 @@ _DROPPED_PREFIXES = ("data_preprocessor.",)
 
 def detect_layout(state: Dict[str, Tensor]) -> str:
     """Which layout ``state`` is in: mmseg, cirkd, hmkd or imagenet (see the module docstring)."""
-    if "decode_head.conv_seg.weight" in state or any(k.startswith("backbone.stem.") for k in state):
-        return "mmseg"
+    if "backbone.stem.0.weight" in state or "decode_head.image_pool.1.conv.weight" in state:
+        return "mmseg"  # ResNetV1c or ASPPHead: other mmseg models (SegFormer) also have decode_head.conv_seg
     if any(k.startswith(("pretrained.", "head.aspp.")) for k in state):
         return "cirkd"
     if any(k.startswith("backbone.") for k in state):

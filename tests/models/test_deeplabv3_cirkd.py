@@ -253,3 +253,4 @@ def test_cirkd_imagenet_resnets_fill_the_backbone(tmp_path, name, bottleneck, la
         ours = model.eval()(images).features
         ref = Reference(state, prefix="").backbone(images)
     assert max(_diff("stage %d" % (i + 1), f, r) for i, (f, r) in enumerate(zip(ours, ref))) < TOLERANCE
+

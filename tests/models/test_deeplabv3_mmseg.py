@@ -168,3 +168,12 @@ def test_mmcv_resnet_v1c_backbone_file(tmp_path):
         diffs = [_report("V1c stage %d" % (i + 1), f, ref)
                  for i, (f, ref) in enumerate(zip(model(images).features, net.backbone(images)))]
     assert max(diffs) < TOLERANCE
+
+
+def test_other_mmseg_models_are_not_taken_for_deeplabv3(tmp_path):
+    """An mmseg SegFormer file also has decode_head.conv_seg: it is another family, not a DeepLabV3 with wrong options."""
+    path = tmp_path / "segformer_mit-b0_cityscapes.pth"
+    torch.save({"state_dict": {"backbone.layers.0.0.projection.weight": torch.zeros(32, 3, 7, 7),
+                               "decode_head.conv_seg.weight": torch.zeros(19, 256, 1, 1)}}, path)
+    with pytest.raises(WeightsError, match="another model family"):
+        build_model("deeplabv3_r18", 19, pretrained=str(path))

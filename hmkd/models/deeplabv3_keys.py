@@ -4,8 +4,8 @@ Usage: layout = detect_layout(state); state = to_model(layout, state, model)   #
 
 Layouts (docs/weights.md has each with its source and input normalisation):
     hmkd      this project's checkpoints: ``backbone.*`` (timm ResNet), ``decode_head.*``, ``aux_head.*``
-    mmseg     mmsegmentation 0.x and 1.x EncoderDecoder (ResNetV1c + ASPPHead): ``backbone.stem.*``,
-              ``decode_head.image_pool/aspp_modules/bottleneck/conv_seg``, training-only ``auxiliary_head.*``; 1.x adds nothing to the state dict
+    mmseg     mmsegmentation 0.x and 1.x EncoderDecoder (ResNetV1c + ASPPHead): ``backbone.stem.*``, ``decode_head.``
+              ``image_pool/aspp_modules/bottleneck/conv_seg``, training-only ``auxiliary_head.*``; 1.x adds nothing to the state dict
               (its data_preprocessor mean/std are non-persistent buffers)
     cirkd     CIRKD's DeepLabV3 (models/deeplabv3.py + models/base_models/resnet.py): ``pretrained.*``,
               ``head.aspp.b0..b4``, ``head.block.*``, training-only ``auxlayer.*``
@@ -19,6 +19,7 @@ import logging
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from timm.models.resnet import BasicBlock
 from torch import Tensor, nn
 
 from hmkd.models.weights import WeightsError
@@ -137,8 +138,7 @@ def _yaml(value: object) -> str:
 
 
 def check_arch(layout: str, state: Dict[str, Tensor], model: nn.Module) -> None:
-    from timm.models.resnet import BasicBlock
-
+    """WeightsError naming the options to set when ``model`` is not the network the file was saved from."""
     basic_blocks = any(isinstance(m, BasicBlock) for m in model.backbone.modules())
     required = required_arch(layout, state, basic_blocks)
     wrong = {k: v for k, v in required.items() if model.arch.get(k) != v}

@@ -171,7 +171,7 @@ def test_mmcv_resnet_v1c_backbone_file(tmp_path):
 
 
 def test_other_mmseg_models_are_not_taken_for_deeplabv3(tmp_path):
-    """An mmseg SegFormer file also has decode_head.conv_seg: it is another family, not a DeepLabV3 with wrong options."""
+    """An mmseg SegFormer file also has decode_head.conv_seg: another family, not a DeepLabV3 with wrong options."""
     path = tmp_path / "segformer_mit-b0_cityscapes.pth"
     torch.save({"state_dict": {"backbone.layers.0.0.projection.weight": torch.zeros(32, 3, 7, 7),
                                "decode_head.conv_seg.weight": torch.zeros(19, 256, 1, 1)}}, path)

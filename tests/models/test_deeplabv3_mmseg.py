@@ -6,11 +6,12 @@ download, given random weights and BN statistics, saved in mmseg's checkpoint la
 """
 import logging
 import os
+import warnings
 
 import pytest
 import torch
 
-from hmkd.config.schema import load_config
+from hmkd.config.schema import load_config, resolve_normalization
 from hmkd.models import WeightsError, build_model, load_pretrained
 from hmkd.resize import resize_to
 
@@ -114,7 +115,10 @@ def test_r101_key_and_shape_sets_match(tmp_path):
     net = _mmseg_net("deeplabv3_r101")
     path = tmp_path / "deeplabv3_r101-d8_512x1024_80k_cityscapes.pth"
     _save_0x(net, path)
-    teacher = load_config(RECIPE, ["teacher.checkpoint=%s" % path]).teacher
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a normalisation contradicting the file's family would warn
+        teacher = resolve_normalization(load_config(RECIPE, ["teacher.checkpoint=%s" % path])).teacher
+    assert teacher.normalize == "imagenet_rgb"  # mmseg's img_norm_cfg, not the base recipe's CIRKD bgr_mean
     model = build_model(teacher.name, num_classes=19, aux_head=True, **teacher.options)
     report = load_pretrained(model, str(path), strict=True)  # strict: no missing, no unexpected key
     assert report.target == "model" and not report.missing and not report.unexpected

@@ -80,3 +80,29 @@ def test_aux_head_only_in_training():
 def test_aspp_width_follows_backbone():
     assert build_model("deeplabv3_r18", 19).decode_head.classifier.in_channels == 128
     assert build_model("deeplabv3_r50", 19).decode_head.classifier.in_channels == 256
+
+
+def test_mmseg_options_build_mmseg_network():
+    """ResNetV1c stem 3->32->32->64, only the first 3x3 conv of a dilated BasicBlock dilated, ASPPHead's concat."""
+    model = build_model("deeplabv3_r18", 19, deep_stem=True, stem_width=32, head="mmseg", basic_block_dilation="first")
+    stem = model.backbone.conv1
+    assert [stem[i].out_channels for i in (0, 3, 6)] == [32, 32, 64]
+    layer3, layer4 = model.backbone.layer3, model.backbone.layer4
+    assert [(b.conv1.dilation, b.conv2.dilation) for b in (layer3[0], layer3[1], layer4[0], layer4[1])] == [
+        ((1, 1), (1, 1)), ((2, 2), (1, 1)), ((2, 2), (1, 1)), ((4, 4), (1, 1))]
+    assert all(b.conv2.padding == (1, 1) for b in (layer3[1], layer4[1]))
+    assert model.decode_head.bottleneck[0].in_channels == 5 * 128
+    default = build_model("deeplabv3_r18", 19).backbone.layer4
+    assert [(b.conv1.dilation, b.conv2.dilation) for b in default] == [((2, 2), (4, 4)), ((4, 4), (4, 4))]
+    out = model.eval()(torch.randn(1, 3, 65, 97))
+    assert out.logits.shape == (1, 19, 9, 13)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(stem_width=32), "stem_width sets the deep stem's width.*set deep_stem: true"),
+    (dict(head="deeplab"), "head must be one of 'cirkd', 'mmseg', got 'deeplab'"),
+    (dict(basic_block_dilation="second"), "basic_block_dilation must be one of 'both', 'first'"),
+])
+def test_option_values_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("deeplabv3_tiny", 3, **options)

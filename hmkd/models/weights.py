@@ -142,6 +142,7 @@ _FAMILY_FILE_NAMES = (
     (re.compile(r"^resnet\d+-[0-9a-f]{8}\.pth$"), "torchvision"),
     (re.compile(r"^mit_b[0-5]\.pth$"), "nvlabs_mit"),
     (re.compile(r"^segformer_mit-b[0-5]_.*\.pth$"), "mmseg"),
+    (re.compile(r"^deeplabv3(plus)?_r\d+-d(8|16)_.*\.pth$"), "mmseg"),
     (re.compile(r"^(resnet\d+|mobilenetv2)-imagenet\.pth$"), "cirkd"),
     (re.compile(r"^[a-z0-9]+_resnet\d+_[a-z0-9_]+_best_model\.pth$"), "cirkd"),
 )

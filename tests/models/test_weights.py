@@ -150,6 +150,7 @@ def test_mmseg_checkpoints_by_their_keys(tmp_path):
     ("resnet18-imagenet.pth", "cirkd"), ("resnet101-imagenet.pth", "cirkd"),
     ("deeplabv3_resnet101_citys_best_model.pth", "cirkd"), ("deeplabv3_resnet101_camvid_best_model.pth", "cirkd"),
     ("segformer_mit-b4_8x1_1024x1024_160k_cityscapes_20211207_080709-07f6c333.pth", "mmseg"),
+    ("deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth", "mmseg"),
 ])
 def test_official_file_names_need_no_read(tmp_path, name, expected):
     from hmkd.models.weights import weights_family

@@ -14,9 +14,10 @@ from hmkd.evaluation.metrics import SegMetric, pair_counts
 from hmkd.evaluation.pictures import display_image, save_prediction
 from hmkd.evaluation.record import EvalRecord, format_table
 from hmkd.evaluation.sampler import ShardSampler
+from hmkd.evaluation.server_files import ServerFiles
 
 __all__ = [
-    "EvalRecord", "SegMetric", "ShardSampler", "check_options", "display_image", "evaluate", "format_table",
+    "EvalRecord", "SegMetric", "ServerFiles", "ShardSampler", "check_options", "display_image", "evaluate", "format_table",
     "forward_logits", "inference_options", "pair_counts", "predict_logits", "save_prediction", "scaled_size",
     "slide_logits", "window_starts",
 ]

@@ -20,7 +20,7 @@ help:
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
 
 $(VENV)/.installed: requirements/stack.txt requirements/modern.txt requirements/modern-mmcv.txt requirements/test.txt \
-		pyproject.toml \
+		requirements/legacy-test.txt pyproject.toml \
 		tools/setup_env.sh tools/find_python.sh docker/image_pins.py docker/stacks/modern.args
 	STACK=$(STACK) tools/setup_env.sh $(VENV)
 	touch $@

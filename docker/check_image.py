@@ -36,7 +36,8 @@ image_pins = _load_image_pins()
 
 # distribution (normalized, as in the pins) -> module that must import; mmcv-full only where the stack pins it
 MODULES = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "submitit": "submitit", "pyyaml": "yaml",
-           "opencv-python-headless": "cv2", "numpy": "numpy"}
+           "opencv-python-headless": "cv2", "numpy": "numpy", "tensorboard": "tensorboard", "onnx": "onnx",
+           "onnxruntime": "onnxruntime"}
 # mmcv-full's metadata asks for opencv-python; the headless build in the pins provides cv2 (setup_env.sh too).
 PIP_CHECK_TOLERATED = re.compile(r"^(No broken|mmcv-full \S+ requires opencv-python)")
 

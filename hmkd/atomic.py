@@ -1,6 +1,7 @@
 """Atomic file writes: nothing half-written is ever published, and a full disk is one clear error.
 
 Usage: atomic_write_text(path, text); atomic_write_bytes(path, data); append_text(log_path, line)
+       append_bytes(event_file, record)
        with atomic_open("run/server.zip") as handle: ...      # streamed: the whole file, or the old one
        except DiskFullError as exc: print(exc)     # path, bytes it was writing, free space there, the fix
 
@@ -115,7 +116,11 @@ def atomic_write_text(path: str, text: str) -> None:
 def append_text(path: str, text: str) -> None:
     """Append ``text`` whole or not at all: a write cut short by a full disk is truncated away again, so a log keeps
     whole lines and the next line after a resume does not run into half of an old one."""
-    data = text.encode("utf-8")
+    append_bytes(path, text.encode("utf-8"))
+
+
+def append_bytes(path: str, data: bytes) -> None:
+    """Append ``data`` whole or not at all (see append_text): logs of binary records keep whole records."""
     with reporting_full_disk(path, len(data)):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -7,8 +7,8 @@ Usage:
 
     <root>/<experiment>/<stage>/            a stage directory: launcher.json, submitit/ (its jobs' logs)
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
-            config.yaml   checkpoints/   metrics.jsonl   train.log   ranks.json   eval.json   model.pth   plots/   DONE
-            server/   server.zip                (an evaluation with eval.server_files)
+            config.yaml   checkpoints/   metrics.jsonl   tensorboard/   train.log   ranks.json   eval.json   model.pth
+            plots/   DONE   server/   server.zip      (the last two: an evaluation with eval.server_files)
         report.md  report.json  miou.png  per_class_iou.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
@@ -42,6 +42,11 @@ class RunDir(NamedTuple):
     @property
     def metrics(self) -> str:
         return self.file("metrics.jsonl")
+
+    @property
+    def tensorboard(self) -> str:
+        """Event files beside metrics.jsonl; ``tensorboard --logdir <root>`` lists each stage and seed as a run."""
+        return self.file("tensorboard")
 
     @property
     def train_log(self) -> str:

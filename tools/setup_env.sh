@@ -3,6 +3,7 @@
 #   legacy (default, the image's): Python 3.8, requirements/stack.txt (torch 1.11, mmcv-full 1.7.1) in .venv.
 #     mmcv-full 1.7.1 has no CPU wheel on PyPI: it is compiled once from the source package (about 5 minutes on
 #     2 cores) into a wheel cache outside the checkout, so later setups and CI on this machine reuse it.
+#     requirements/legacy-test.txt adds the test-only oracles that need mmcv-full (mmsegmentation 0.30).
 #   modern: Python 3.11, stack.txt with requirements/modern.txt's torch 2 instead of torch 1.11 and no mmcv-full;
 #     requirements/modern-mmcv.txt adds mmcv 1.7.1 without ops (its FLOP counter, pure Python: 1 minute to build).
 # Usage: tools/setup_env.sh [VENV_DIR]   (env: STACK=legacy|modern, PYTHON=/path/to/python, HMKD_WHEEL_CACHE=dir)
@@ -74,5 +75,7 @@ if ! ls "$wheels"/mmcv_full-"$mmcv_version"-cp38-*.whl >/dev/null 2>&1; then
 fi
 # --no-deps: its dependencies are pinned in stack.txt (and it would ask for opencv-python beside the headless one).
 "${pip[@]}" install -q --no-deps --no-index --find-links "$wheels" "$mmcv_pin"
+# The legacy stack's test-only oracles that need mmcv-full (mmsegmentation 0.30), after it so pip keeps that build.
+"${pip[@]}" install -q -r requirements/legacy-test.txt
 install_and_check '^mmcv-full [0-9.]+ requires opencv-python' \
   torch torchvision mmcv mmcv.ops timm submitit cv2 yaml hmkd

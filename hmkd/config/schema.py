@@ -6,7 +6,12 @@ Sections: model, data (hmkd.data.DataConfig), loss, optim, schedule, train, eval
 Each check raises ValueError naming the dotted key, so a typo stops the run before anything is built: model and
 teacher options are checked against the model's options dataclass (hmkd.models registry), loss terms against their
 term's (hmkd.losses registry); both stay plain mappings of the keys given, which builders take as keyword options.
+
+``model.normalize`` and ``teacher.normalize`` name the input normalisation each network's weights expect (hmkd.data
+NORMALIZATIONS, or ``auto``: from the weight family of ``model.pretrained`` / ``teacher.checkpoint``, else
+``data.normalize``); ``resolve_normalization`` turns ``auto`` into a name before anything is built.
 """
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -14,10 +19,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hmkd.config.loader import load_yaml_config
 from hmkd.config.typed import check_at_least, check_choice, check_positive, from_dict, given_options, parsed_by, to_dict
-from hmkd.data import IGNORE_INDEX, DataConfig
+from hmkd.data import IGNORE_INDEX, NORMALIZATIONS, DataConfig
 from hmkd.engine.precision import amp_mode
 from hmkd.losses.criterion import check_terms
 from hmkd.models import model_entry
+from hmkd.models.weights import input_normalization
+
+NORMALIZE_CHOICES = ("auto",) + tuple(sorted(NORMALIZATIONS))
 
 # Parameter-group patterns used to be matched against the trainer's names ("student.decode_head...").
 _OLD_STUDENT_PREFIX = re.compile(r"^(\^?)student\\\.")
@@ -51,9 +59,11 @@ class ModelConfig:
     pretrained: Optional[str] = None
     pretrained_sha256: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict, metadata=parsed_by(_model_options))
+    normalize: str = "auto"  # the input its weights expect; the data pipeline normalises for this model
 
     def __post_init__(self):
         _check_model_name(self.name)
+        check_choice("normalize", self.normalize, NORMALIZE_CHOICES)
 
 
 @dataclass
@@ -65,10 +75,12 @@ class TeacherConfig:
     checkpoint_sha256: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict, metadata=parsed_by(_model_options))
     amp: Any = False  # false, fp16 or bf16: checked by amp_mode
+    normalize: str = "auto"  # the input its weights expect; re-normalised on the device from the student's batch
 
     def __post_init__(self):
         _check_model_name(self.name)
         self.amp = amp_mode(self.amp, "amp") or False
+        check_choice("normalize", self.normalize, NORMALIZE_CHOICES)
 
 
 @dataclass
@@ -213,6 +225,21 @@ class ExperimentConfig:
         return out
 
 
+def resolve_normalization(cfg: ExperimentConfig, checkpoint: Optional[str] = None) -> ExperimentConfig:
+    """A copy of ``cfg`` whose ``model.normalize`` and ``teacher.normalize`` are names, not ``auto``, and whose
+    ``data.normalize`` is the model's (the data pipeline normalises for it). ``checkpoint``: the file the model is
+    about to be loaded from (evaluation), asked before ``model.pretrained``. Reads key names only, never tensors."""
+    model_norm, _ = input_normalization("model.normalize", cfg.model.normalize, [checkpoint, cfg.model.pretrained],
+                                        cfg.data.normalize)
+    changes: Dict[str, Any] = {"model": dataclasses.replace(cfg.model, normalize=model_norm),
+                               "data": dataclasses.replace(cfg.data, normalize=model_norm)}
+    if cfg.teacher is not None:
+        teacher_norm, _ = input_normalization("teacher.normalize", cfg.teacher.normalize, [cfg.teacher.checkpoint],
+                                              cfg.data.normalize)
+        changes["teacher"] = dataclasses.replace(cfg.teacher, normalize=teacher_norm)
+    return dataclasses.replace(cfg, **changes)
+
+
 def config_from_dict(raw: Dict[str, Any]) -> ExperimentConfig:
     return from_dict(ExperimentConfig, raw)
 
@@ -226,4 +253,4 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
 
 
 __all__ = ["ExperimentConfig", "ModelConfig", "TeacherConfig", "LossConfig", "OptimConfig", "ParamGroupConfig",
-           "ScheduleConfig", "TrainConfig", "EvalConfig", "load_config", "config_from_dict"]
+           "ScheduleConfig", "TrainConfig", "EvalConfig", "load_config", "config_from_dict", "resolve_normalization"]

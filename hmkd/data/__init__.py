@@ -11,13 +11,15 @@ from hmkd.data.cityscapes import CityscapesDataset, cityscapes_samples, label_id
 from hmkd.data.files import DatasetError, read_image, read_label
 from hmkd.data.listfile import ListDataset, read_sample_list
 from hmkd.data.synthetic import SyntheticDataset, generate_scene
-from hmkd.data.transforms import EvalTransform, Normalize, TrainTransform
+from hmkd.data.renormalize import Renormalize, renormalizer
+from hmkd.data.transforms import NORMALIZATIONS, EvalTransform, Normalize, TrainTransform
 from hmkd.data.validation import LabelSpec, check_samples
 
 __all__ = [
     "IGNORE_INDEX", "DATASET_NAMES", "CamVidDataset", "CityscapesDataset", "DataConfig", "DatasetError",
-    "EvalTransform", "LabelSpec", "ListDataset", "Normalize", "Sample", "SegDataset", "SyntheticDataset",
+    "EvalTransform", "LabelSpec", "ListDataset", "NORMALIZATIONS", "Normalize", "Renormalize", "Sample", "SegDataset", "SyntheticDataset",
     "TrainTransform", "build_dataset", "camvid_samples", "check_samples", "cityscapes_samples", "colorize",
-    "generate_scene", "label_id_to_train_id", "read_image", "read_label", "read_sample_list", "sample_rng",
+    "generate_scene", "label_id_to_train_id", "read_image", "read_label", "read_sample_list", "renormalizer",
+    "sample_rng",
     "write_sample_list",
 ]

@@ -20,7 +20,9 @@ Keys (all optional except ``name``; a key that the chosen dataset does not use i
                       required for list)
     scale_range       [lo, hi] random scale (default [0.5, 2.0]); scale_step 0.1 (0 = continuous)
     flip              random horizontal flip with p=0.5 (default true)
-    normalize         imagenet_rgb (default; RGB, ImageNet mean/std) | bgr_mean (CIRKD: BGR, mean only)
+    normalize         imagenet_rgb (default; RGB, ImageNet mean/std) | bgr_mean (CIRKD: BGR, mean only): the
+                      normalisation of a model whose ``normalize: auto`` finds no weights file that says; a run
+                      normalises its data for the student's resolved ``model.normalize`` (hmkd.config.schema)
     validate          none | quick (default: files exist and pair up) | full (decode every file); true = full
     validate_workers  threads for full validation (default 8)
 

@@ -1,19 +1,25 @@
-"""Training logs: ``metrics.jsonl`` (one line per logged step), a plain log file, and a live line on a terminal.
+"""Training logs: ``metrics.jsonl`` (one line per logged step), the same scalars as TensorBoard events, a plain log
+file, and a live line on a terminal.
 
 Usage:
     logger = MetricsLogger(run_dir, total_steps, is_main)
+    logger.start(step)                                      # after resume: the clock and the event file start here
     logger.log_step(step, {"loss/ce": 0.7, "lr": 0.01}, images_per_s=12.3)
+    evaluate(..., picture_sink=logger.picture_sink(step))   # prediction pictures into TensorBoard
     logger.warning("checkpoint ... cannot be loaded; resuming from ... instead")    # train.log and stderr
 
-Lines are appended whole or not at all (hmkd.atomic.append_text); a full disk stops the run with DiskFullError.
+Lines and events are appended whole or not at all (hmkd.atomic); a full disk stops the run with DiskFullError.
 """
 import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
 
 from hmkd.atomic import append_text, atomic_write_text
+from hmkd.engine.tensorboard import EventBoard, open_board
 from hmkd.rundir import RunDir
 
 
@@ -38,6 +44,8 @@ class MetricsLogger:
         self.total_steps = total_steps
         self.metrics_path = RunDir(run_dir).metrics
         self.log_path = RunDir(run_dir).train_log
+        self.tensorboard_dir = RunDir(run_dir).tensorboard
+        self.board: Optional[EventBoard] = None
         self.stream = stream or sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = time.time()
@@ -60,8 +68,19 @@ class MetricsLogger:
         self.message("WARNING " + text, stream=sys.stderr)
 
     def start(self, step: int) -> None:
-        """The clock for images/s and ETA starts here, at the first step this process runs."""
+        """The clock for images/s and ETA starts here, at the first step this process runs, and so does this
+        process's event file, which hides what an earlier process logged past ``step`` (see drop_after)."""
         self.start_step, self.started = step, time.time()
+        if self.enabled and self.board is None:
+            self.board = open_board(self.tensorboard_dir, step + 1, self.warning)
+
+    def picture_sink(self, step: int, prefix: str = "val/prediction/") -> Optional[Callable[[str, np.ndarray], None]]:
+        """evaluate()'s ``picture_sink``: each picture as a TensorBoard image ``<prefix><name>`` at ``step``; None
+        where no event file is written (other ranks, no tensorboard), so no picture is made for nothing."""
+        board = self.board
+        if board is None:
+            return None
+        return lambda name, picture_rgb: board.image(prefix + name, picture_rgb, step)
 
     def drop_after(self, step: int) -> None:
         """After a resume from ``step``, forget lines the killed run logged past it (they will be logged again)."""
@@ -71,8 +90,11 @@ class MetricsLogger:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
     def log(self, record: Dict[str, Any]) -> None:
+        """One line of metrics.jsonl; its numbers also as TensorBoard scalars, same tags, at its ``step``."""
         if self.enabled:
             append_text(self.metrics_path, json.dumps(record, sort_keys=True) + "\n")
+            if self.board is not None and "step" in record:
+                self.board.scalars(record["step"], {k: v for k, v in record.items() if k != "step"})
 
     def log_step(self, step: int, values: Dict[str, float], images_per_s: float) -> None:
         if not self.enabled:

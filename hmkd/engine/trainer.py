@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 
 from hmkd import __version__
 from hmkd.config import ExperimentConfig
-from hmkd.data import build_dataset
+from hmkd.config.schema import resolve_normalization
+from hmkd.data import build_dataset, renormalizer
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
@@ -111,6 +112,7 @@ def gather_objects(obj: Any, env: DistEnv) -> list:
 
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, run_dir: str, env: Optional[DistEnv] = None):
+        cfg = resolve_normalization(cfg)  # the data is normalised for the student; the saved config says how
         self.cfg = cfg
         self.run_dir = run_dir
         self.files = RunDir(run_dir)
@@ -133,8 +135,12 @@ class Trainer:
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.module.to(self.device, memory_format=self.memory_format)
+        # The teacher's input from the student's batch when their weights expect different normalisations.
+        self.teacher_input = renormalizer(cfg.data.normalize, cfg.teacher.normalize) if cfg.teacher else None
         if self.teacher is not None:
             self.teacher.to(self.device, memory_format=self.memory_format)
+        if self.teacher_input is not None:
+            self.teacher_input.to(self.device)
         if t.compile:
             self.compile_student()
         self.wrapped = self.module
@@ -246,7 +252,7 @@ class Trainer:
                 teacher_out = None
                 if self.teacher is not None:
                     with torch.no_grad(), self.teacher_precision.autocast():
-                        teacher_out = self.teacher(images, with_logits=self.teacher_logits)
+                        teacher_out = self.teacher(self.renormalized(images), with_logits=self.teacher_logits)
                     if self.teacher_precision.dtype is not None:
                         teacher_out = teacher_out.float()
                 with self.precision.autocast():
@@ -261,6 +267,12 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return sums
+
+    def renormalized(self, images: Tensor) -> Tensor:
+        """The student's batch as the teacher's weights expect it; the same tensor when both expect the same."""
+        if self.teacher_input is None:
+            return images
+        return self.teacher_input(images).contiguous(memory_format=self.memory_format)
 
     def deterministic_step(self, batches) -> Dict[str, float]:
         """A train step; under ``train.deterministic`` torch raises at an op that has no deterministic kernel on
@@ -347,7 +359,7 @@ class Trainer:
     def validate(self, out_dir: Optional[str] = None) -> Dict[str, Any]:
         self.module.eval()
         metrics = evaluate(self.module.student, self.val_set, self.cfg.eval, self.device, self.env.rank,
-                           self.env.world_size, out_dir=out_dir)
+                           self.env.world_size, out_dir=out_dir, picture_sink=self.logger.picture_sink(self.step))
         self.module.train()
         self.logger.log({"step": self.step, "val/mIoU": metrics["mIoU"], "val/aAcc": metrics["aAcc"]})
         self.logger.message("step %d: val mIoU %.2f%%, aAcc %.2f%%" % (self.step, 100 * metrics["mIoU"],
@@ -362,7 +374,8 @@ class Trainer:
         if self.env.is_main:
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,
-                        "num_classes": self.num_classes, "step": self.step, "hmkd_version": __version__}, buffer)
+                        "num_classes": self.num_classes, "normalize": self.cfg.model.normalize, "step": self.step,
+                        "hmkd_version": __version__}, buffer)
             atomic_write_bytes(self.files.model, buffer.getvalue())
             record = record_for(self.cfg, self.module.student, self.val_set, metrics, self.files.model, self.step,
                                 self.elapsed())

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 from torch import nn
 
 from hmkd.config import ExperimentConfig
+from hmkd.config.schema import resolve_normalization
 from hmkd.data import build_dataset
 from hmkd.evaluation.evaluator import evaluate
 from hmkd.evaluation.record import EvalRecord
@@ -76,6 +77,7 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_di
     ``cfg.eval.server_files``, the benchmark-server files into ``run``'s server/ and server.zip."""
     if cfg.eval.server_files and run is None:
         raise ValueError("eval.server_files needs a run directory to write server/ and server.zip into")
+    cfg = resolve_normalization(cfg, checkpoint)  # the model's own normalisation, as recorded in its checkpoint
     dataset = build_dataset(cfg.data, split=cfg.eval.split, train=False)
     model = build_model(cfg.model.name, dataset.num_classes, **cfg.model.options)
     load_pretrained(model, checkpoint, strict=True)

@@ -5,6 +5,7 @@ Usage:
     metrics = evaluate(model, val_set, cfg.eval, device)                        # one process
     metrics = evaluate(model, val_set, cfg.eval, env.device, env.rank, env.world_size,
                        out_dir=RunDir(run_dir).predictions)                   # + the first pictures
+    metrics = evaluate(model, val_set, cfg.eval, device, picture_sink=lambda stem, picture_rgb: ...)   # TensorBoard
     metrics = evaluate(model, test_set, cfg.eval, on_prediction=writer.write)   # + every prediction, to a writer
 
 The dataset is a sequence of {"image", "label", "name"} dicts that declares ``num_classes`` (and optionally
@@ -14,6 +15,7 @@ The dataset is a sequence of {"image", "label", "name"} dicts that declares ``nu
 import os
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -22,7 +24,7 @@ from torch.utils.data import DataLoader
 from hmkd.data.base import IGNORE_INDEX, default_palette
 from hmkd.evaluation.inference import check_options, predict_logits
 from hmkd.evaluation.metrics import SegMetric
-from hmkd.evaluation.pictures import file_stem, save_prediction
+from hmkd.evaluation.pictures import file_stem, prediction_picture, write_picture
 from hmkd.evaluation.sampler import ShardSampler
 
 
@@ -55,14 +57,17 @@ def inference_options(protocol: Any) -> Dict[str, Any]:
 
 def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, torch.device] = "cpu",
              rank: Optional[int] = None, world_size: Optional[int] = None, out_dir: Optional[str] = None,
+             picture_sink: Optional[Callable[[str, np.ndarray], None]] = None,
              on_prediction: Optional[Callable[[int, Tensor], None]] = None) -> Dict[str, Any]:
     """Metrics of ``model`` over ``dataset``, summed over all ranks (see ``SegMetric.compute`` for the keys).
 
     Each rank reads its shard (``ShardSampler``) at batch size 1, since images may differ in size. The model runs in
     eval mode and its previous mode is restored. With ``out_dir``, the first ``protocol.num_visualize`` images of
     the dataset (by index) are saved as ``out_dir/<name>.png``; without it nothing is written, so periodic
-    validations during training stay quiet. ``on_prediction(index, pred_hw)`` sees every prediction of this rank's
-    shard (class ids at the image's full size), e.g. to write benchmark-server files.
+    validations during training stay quiet. ``picture_sink(stem, picture_rgb)`` receives the pictures of the first
+    ``protocol.num_visualize`` images of this rank's own shard, so a rank that logs (rank 0) gets them without
+    gathering pictures from the others. ``on_prediction(index, pred_hw)`` sees every prediction of this rank's shard
+    (class ids at the image's full size), e.g. to write benchmark-server files.
     """
     rank, world_size = _rank_world(rank, world_size)
     device = torch.device(device)
@@ -70,7 +75,8 @@ def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, t
     check_options(options["mode"], options.get("crop_size"), options.get("stride"), options["scales"],
                   options["batch_windows"])  # here too: a rank with no images must fail like the others
     num_classes, ignore_index = dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX)
-    num_visualize = protocol.num_visualize if out_dir is not None else 0
+    num_files = protocol.num_visualize if out_dir is not None else 0
+    num_sunk = protocol.num_visualize if picture_sink is not None else 0
     palette = getattr(dataset, "palette", None) or default_palette(num_classes)
     normalize = getattr(getattr(dataset, "transform", None), "normalize", None)
     sampler = ShardSampler(len(dataset), rank, world_size)
@@ -81,18 +87,21 @@ def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, t
     net.eval()
     meter = SegMetric(num_classes, ignore_index, device)
     try:
-        for index, batch in zip(indices, loader):
+        for position, (index, batch) in enumerate(zip(indices, loader)):
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             preds = predict_logits(net, images, **options).argmax(dim=1)
             meter.update(preds, labels)
             if on_prediction is not None:
                 on_prediction(index, preds[0])
-            if index < num_visualize:
+            if index < num_files or position < num_sunk:
                 names = batch.get("name")
                 stem = file_stem(names[0] if names is not None else None, index)
-                save_prediction(os.path.join(out_dir, stem + ".png"), preds[0], labels[0], palette, ignore_index,
-                                images[0], normalize)
+                picture_rgb = prediction_picture(preds[0], labels[0], palette, ignore_index, images[0], normalize)
+                if index < num_files:
+                    write_picture(os.path.join(out_dir, stem + ".png"), picture_rgb)
+                if position < num_sunk:
+                    picture_sink(stem, picture_rgb)
     finally:
         net.train(was_training)
     meter.all_reduce()

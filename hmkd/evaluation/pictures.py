@@ -1,6 +1,8 @@
 """Colour-coded prediction pictures: what a person looks at to see where a model goes wrong.
 
-Usage: save_prediction("plots/predictions/a.png", pred_hw, label_hw, palette, image_chw=image, normalize=norm)
+Usage:
+    save_prediction("plots/predictions/a.png", pred_hw, label_hw, palette, image_chw=image, normalize=norm)
+    png = encode_picture(prediction_picture(pred_hw, label_hw, palette, image_chw=image))     # e.g. for TensorBoard
 """
 import os
 import re
@@ -31,10 +33,10 @@ def display_image(image_chw: Tensor, normalize: Any = None) -> np.ndarray:
     return np.ascontiguousarray(np.clip(hwc + 0.5, 0, 255).astype(np.uint8))
 
 
-def save_prediction(path: str, pred_hw: Tensor, label_hw: Tensor, palette: Sequence[Sequence[int]],
-                    ignore_index: int = IGNORE_INDEX, image_chw: Optional[Tensor] = None, normalize: Any = None,
-                    layout: str = "triptych") -> None:
-    """Colour-coded PNG: image | label | prediction side by side, or the prediction alone.
+def prediction_picture(pred_hw: Tensor, label_hw: Tensor, palette: Sequence[Sequence[int]],
+                       ignore_index: int = IGNORE_INDEX, image_chw: Optional[Tensor] = None, normalize: Any = None,
+                       layout: str = "triptych") -> np.ndarray:
+    """Colour-coded HxWx3 uint8 RGB: image | label | prediction side by side, or the prediction alone.
 
     Prediction pixels whose label is ``ignore_index`` are drawn black like the label's, so the picture shows only
     what the metric scored.
@@ -48,11 +50,32 @@ def save_prediction(path: str, pred_hw: Tensor, label_hw: Tensor, palette: Seque
         if image_chw is None:
             raise ValueError("layout 'triptych' needs the image; pass image_chw or use layout='prediction'")
         panels = [display_image(image_chw, normalize), colorize(label, palette, ignore_index)] + panels
-    picture_rgb = np.concatenate(panels, axis=1)
-    ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", np.ascontiguousarray(picture_rgb[..., ::-1]))
+    return np.concatenate(panels, axis=1)
+
+
+def encode_picture(picture_rgb: np.ndarray, name: str = "picture.png") -> bytes:
+    """An RGB picture as the bytes of an image file whose format ``name``'s extension picks (.png without one).
+
+    OpenCV's encoder, not Pillow's, whose API changes between the pinned versions."""
+    try:
+        ok, encoded = cv2.imencode(os.path.splitext(name)[1] or ".png", np.ascontiguousarray(picture_rgb[..., ::-1]))
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ValueError("cannot encode the prediction picture %s (unknown image type); name it .png" % path)
-    atomic_write_bytes(path, encoded.tobytes())  # like every file a run publishes: whole, or a clear full-disk error
+        raise ValueError("cannot encode the prediction picture %s (unknown image type); name it .png" % name)
+    return encoded.tobytes()
+
+
+def save_prediction(path: str, pred_hw: Tensor, label_hw: Tensor, palette: Sequence[Sequence[int]],
+                    ignore_index: int = IGNORE_INDEX, image_chw: Optional[Tensor] = None, normalize: Any = None,
+                    layout: str = "triptych") -> None:
+    """``prediction_picture`` written to ``path``, whose extension picks the format."""
+    write_picture(path, prediction_picture(pred_hw, label_hw, palette, ignore_index, image_chw, normalize, layout))
+
+
+def write_picture(path: str, picture_rgb: np.ndarray) -> None:
+    """Like every file a run publishes: whole, or a clear full-disk error."""
+    atomic_write_bytes(path, encode_picture(picture_rgb, path))
 
 
 def file_stem(name: Any, index: int) -> str:

@@ -160,7 +160,7 @@ PEER = r"""
 import json, os, sys, time
 import torch
 import torch.distributed as dist
-from hmkd.engine.distributed import collective_failure, init_distributed, peer_lost
+from hmkd.engine.distributed import collective_failure, init_distributed, peer_lost, shutdown_distributed
 
 rank, mode = int(os.environ["RANK"]), sys.argv[1]
 env = init_distributed("cpu")
@@ -176,7 +176,10 @@ try:
     print(json.dumps({"error": None}))
 except RuntimeError as exc:
     print(json.dumps({"collective": collective_failure(exc), "seconds": time.time() - t0,
-                      "line": str(peer_lost(exc))}))
+                      "line": str(peer_lost(exc))}), flush=True)
+# as a stage does after the failure (hmkd.engine.stage): the broken group is torn down before the interpreter ends,
+# otherwise torch 2's gloo threads may still be waiting on the hung peer at exit and abort the process
+shutdown_distributed()
 """
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,9 @@ def test_start_cleans_up_after_a_crashed_cluster_in_the_same_dir(slurm_tools_nod
         pids = list(old["pids"].values()) + ([json.loads(munged.read_text())["pid"]] if munged.exists() else [])
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # SIGKILL is delivered, not awaited: a busy machine tears them down later
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not mod.running(d)
         old_netns = [n["netns"] for n in old["nodes"]]
         assert len(_gone_everywhere(old["bridge"][2:], old_netns)) == 7

@@ -2,6 +2,7 @@
 
 Usage: atomic_write_text(path, text); atomic_write_bytes(path, data); append_text(log_path, line)
        append_bytes(event_file, record)
+       with atomic_open("run/server.zip") as handle: ...      # streamed: the whole file, or the old one
        except DiskFullError as exc: print(exc)     # path, bytes it was writing, free space there, the fix
 
 The data goes to a temp file in the target's folder (same filesystem, so the rename is atomic), is flushed and
@@ -15,7 +16,7 @@ import errno
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import BinaryIO, Iterator, Optional
 
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
@@ -77,14 +78,18 @@ def reporting_full_disk(path: str, needed: Optional[int]) -> Iterator[None]:
         raise DiskFullError(path, needed, exc.errno) from exc
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+@contextmanager
+def atomic_open(path: str, needed: Optional[int] = None) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces ``path`` only when the block ends without an error, for writers
+    that stream (a zip of many files) rather than hold the whole file in memory; ``needed`` sizes a full-disk
+    error when known."""
     folder = os.path.dirname(os.path.abspath(path))
-    with reporting_full_disk(path, len(data)):
+    with reporting_full_disk(path, needed):
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s.tmp." % os.path.basename(path))
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -97,6 +102,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with atomic_open(path, len(data)) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: str, text: str) -> None:

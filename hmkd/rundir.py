@@ -8,7 +8,7 @@ Usage:
     <root>/<experiment>/<stage>/            a stage directory: launcher.json, submitit/ (its jobs' logs)
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
             config.yaml   checkpoints/   metrics.jsonl   tensorboard/   train.log   ranks.json   eval.json   model.pth
-            plots/   DONE
+            plots/   DONE   server/   server.zip      (the last two: an evaluation with eval.server_files)
         report.md  report.json  miou.png  per_class_iou.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
@@ -65,6 +65,16 @@ class RunDir(NamedTuple):
     def model(self) -> str:
         """The trained student alone (no alignment modules, no optimizer): what later stages and users load."""
         return self.file("model.pth")
+
+    @property
+    def server(self) -> str:
+        """Benchmark-server files (Cityscapes labelIds PNGs, ``eval.server_files``), one per image of the split."""
+        return self.file("server")
+
+    @property
+    def server_zip(self) -> str:
+        """The server folder's PNGs in one zip: what is uploaded."""
+        return self.file("server.zip")
 
     @property
     def plots(self) -> str:

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from hmkd.atomic import DiskFullError, append_text, atomic_write_bytes, format_bytes
+from hmkd.atomic import DiskFullError, append_text, atomic_open, atomic_write_bytes, format_bytes
 from mounts import PAGE, fill, tmpfs_mounts
 
 
@@ -29,6 +29,26 @@ def test_write_to_a_full_disk_raises_disk_full_error_and_keeps_the_old_file(tmpf
     with open(target, "rb") as handle:
         assert handle.read() == b"old"
     assert sorted(os.listdir(folder)) == ["filler", "state.bin"]  # the temp file is gone
+
+
+def test_a_streamed_write_publishes_whole_files_only(tmpfs):
+    folder = tmpfs(64 * PAGE)
+    target = os.path.join(folder, "server.zip")
+    with atomic_open(target) as handle:
+        handle.write(b"old")
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_open(target) as handle:
+            handle.write(b"half")
+            raise RuntimeError("writer failed")
+    fill(folder)
+    with pytest.raises(DiskFullError) as info:
+        with atomic_open(target) as handle:
+            for _ in range(10):
+                handle.write(b"x" * 50000)
+    assert str(info.value).startswith("no space left on device writing %s (0 bytes free there)" % target)
+    with open(target, "rb") as handle:
+        assert handle.read() == b"old"
+    assert sorted(os.listdir(folder)) == ["filler", "server.zip"]  # the temp files are gone
 
 
 def test_append_to_a_full_disk_is_cut_back_to_whole_lines(tmpfs):

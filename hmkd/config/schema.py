@@ -181,6 +181,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """``server_files``: also write every prediction of the split as a Cityscapes labelIds PNG named for the
+    benchmark server, and their zip, into the run directory (``hmkd eval --server-files``; Cityscapes only)."""
+
     split: str = "val"
     mode: str = "whole"
     crop_size: Optional[List[int]] = None
@@ -189,6 +192,7 @@ class EvalConfig:
     scales: List[float] = field(default_factory=lambda: [1.0])
     batch_windows: int = 4
     num_visualize: int = 4
+    server_files: bool = False
 
     def __post_init__(self):
         check_choice("split", self.split, ("train", "val", "test"))
@@ -209,6 +213,11 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher: Optional[TeacherConfig] = None
+
+    def __post_init__(self):
+        if self.eval.server_files and self.data.name != "cityscapes":
+            raise ValueError("eval.server_files writes Cityscapes benchmark-server files, but data.name is %r; set "
+                             "eval.server_files=false or evaluate a Cityscapes split" % self.data.name)
 
     def to_dict(self) -> Dict[str, Any]:
         out = to_dict(self)

@@ -22,7 +22,7 @@ from hmkd.data.validation import LabelSpec, check_samples, label_value_problem
 IGNORE_INDEX = 255
 
 Sample = namedtuple("Sample", ["image", "label"])
-Sample.__doc__ = "Absolute paths of one image and its label."
+Sample.__doc__ = "Absolute paths of one image and its label (None: unlabelled, as a test split's images may be)."
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -89,7 +89,10 @@ class SegDataset(Dataset):
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """Untransformed (BGR image, train-id label); raises DatasetError for a bad file even without validation."""
         sample = self.samples[index]
-        image, raw = read_image(sample.image), read_label(sample.label)
+        image = read_image(sample.image)
+        if sample.label is None:  # scored nowhere: evaluation counts no pixel of it
+            return image, np.full(image.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+        raw = read_label(sample.label)
         problem = label_value_problem(raw, self.label_spec, sample.label)
         if problem:
             raise DatasetError([problem])
@@ -125,6 +128,9 @@ def write_sample_list(dataset_or_samples, path: str, root: Optional[str] = None)
                             % (getattr(dataset_or_samples, "name", "dataset"), path)])
     lines = []
     for sample in samples:
+        if sample.label is None:
+            raise DatasetError(["image %s has no label, and the list format pairs every image with one; list a "
+                                "labelled split" % sample.image])
         pair = [os.path.relpath(p, root) if root is not None else os.path.abspath(p) for p in sample]
         if any(len(p.split()) != 1 for p in pair):
             raise DatasetError(["path %r contains whitespace; expected paths the space-separated list format can hold"

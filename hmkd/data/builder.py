@@ -7,7 +7,8 @@ Usage:
 Keys (all optional except ``name``; a key that the chosen dataset does not use is warned about):
     name              cityscapes | camvid | list | synthetic
     root              dataset root (cityscapes, camvid); for list: base of relative paths (default: list's folder)
-    train_split       folder name of the training split (default train); val_split (val), test_split (test)
+    train_split       folder name of the training split (default train); val_split (val), test_split (test);
+                      a Cityscapes test split may come without gtFine/ (its images are then unlabelled)
     label_type        cityscapes only: labelIds (default, mapped to train ids) | labelTrainIds
     train_list        list only: 'image_path label_path' file per split; val_list, test_list
     num_classes       list (required), synthetic (default 5)
@@ -154,7 +155,8 @@ def build_dataset(cfg: Union[Dict[str, Any], DataConfig], split: str = "train", 
 
     folder = getattr(config, split + "_split")
     if config.name == "cityscapes":
-        dataset = CityscapesDataset(config.root, folder, config.label_type, transform=transform, seed=seed)
+        dataset = CityscapesDataset(config.root, folder, config.label_type, transform=transform, seed=seed,
+                                    labels_optional=split == "test")
     elif config.name == "camvid":
         dataset = CamVidDataset(config.root, folder, transform=transform, seed=seed)
     elif config.name == "list":

@@ -3,11 +3,14 @@
 Usage:
     ds = CityscapesDataset("/data/cityscapes", "val")                          # gtFine *_labelIds.png, mapped
     ds = CityscapesDataset("/data/cityscapes", "train", label_type="labelTrainIds", transform=...)
+    ds = CityscapesDataset("/data/cityscapes", "test", labels_optional=True)   # gtFine/test may be absent
 
 Layout: leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png and gtFine/<split>/<city>/<stem>_gtFine_<label_type>.png.
+The official test download's labels hold no class (labelIds 0, all ignored); without gtFine/<split> at all a split
+that may be unlabelled (``labels_optional``) has samples without labels, which load as all-ignore.
 """
 import os
-from typing import List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -35,6 +38,14 @@ def label_id_to_train_id() -> np.ndarray:
     return lut
 
 
+def train_id_to_label_id() -> np.ndarray:
+    """256-entry table: train ids 0..18 -> their labelIds, what the benchmark server scores; other values -> 0
+    (unlabeled), which the server ignores."""
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[:len(EVAL_LABEL_IDS)] = EVAL_LABEL_IDS
+    return lut
+
+
 def cityscapes_label_spec(label_type: str = "labelIds") -> LabelSpec:
     if label_type == "labelIds":
         # 0..33 are the defined ids; -1 (license plate) is stored as 255 in the uint8 PNGs.
@@ -45,34 +56,44 @@ def cityscapes_label_spec(label_type: str = "labelIds") -> LabelSpec:
     raise ValueError("label_type must be one of %s, got %r" % (", ".join(LABEL_TYPES), label_type))
 
 
-def cityscapes_samples(root: str, split: str, label_type: str = "labelIds") -> List[Sample]:
-    """Pairs every image with its label by city and file stem; raises DatasetError listing unpaired files."""
+def _files_by_key(split_dir: str, suffix: str) -> Dict[Tuple[str, str], str]:
+    """(city, stem) -> path of every <city>/<stem><suffix> file in a split folder."""
+    found = {}
+    for city in sorted(os.listdir(split_dir)):
+        if os.path.isdir(os.path.join(split_dir, city)):
+            for name in list_files(os.path.join(split_dir, city), suffix):
+                found[(city, name[:-len(suffix)])] = os.path.join(split_dir, city, name)
+    return found
+
+
+def cityscapes_samples(root: str, split: str, label_type: str = "labelIds", labels_optional: bool = False
+                       ) -> List[Sample]:
+    """Pairs every image with its label by city and file stem; raises DatasetError listing unpaired files.
+
+    With ``labels_optional`` a split without gtFine/<split> gives samples whose label is None; one with that folder
+    must still pair every image, since a half-labelled split is a broken copy, not a test split."""
     if label_type not in LABEL_TYPES:
         raise ValueError("label_type must be one of %s, got %r" % (", ".join(LABEL_TYPES), label_type))
     if not os.path.isdir(root):
         raise DatasetError(["Cityscapes root %s does not exist; expected a directory holding leftImg8bit/ and gtFine/"
                             % root])
     image_dir, label_dir = os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split)
+    unlabelled = labels_optional and not os.path.isdir(label_dir)
     for directory, pattern in ((image_dir, "<city>/*" + IMAGE_SUFFIX), (label_dir, "<city>/*" + LABEL_SUFFIX
                                                                          % label_type)):
-        if not os.path.isdir(directory):
+        if not os.path.isdir(directory) and not (unlabelled and directory == label_dir):
             parent = os.path.dirname(directory)
             found = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
             raise DatasetError(["Cityscapes split directory %s does not exist; expected %s/%s (found splits: %s)"
                                 % (directory, directory, pattern, ", ".join(found) or "none")])
-    label_suffix = LABEL_SUFFIX % label_type
-    images, labels = {}, {}
-    for city in sorted(os.listdir(image_dir)):
-        if os.path.isdir(os.path.join(image_dir, city)):
-            for name in list_files(os.path.join(image_dir, city), IMAGE_SUFFIX):
-                images[(city, name[:-len(IMAGE_SUFFIX)])] = os.path.join(image_dir, city, name)
-    for city in sorted(os.listdir(label_dir)):
-        if os.path.isdir(os.path.join(label_dir, city)):
-            for name in list_files(os.path.join(label_dir, city), label_suffix):
-                labels[(city, name[:-len(label_suffix)])] = os.path.join(label_dir, city, name)
+    images = _files_by_key(image_dir, IMAGE_SUFFIX)
     if not images:
         raise DatasetError(["Cityscapes split directory %s holds no images; expected %s/<city>/*%s"
                             % (image_dir, image_dir, IMAGE_SUFFIX)])
+    if unlabelled:
+        return [Sample(images[key], None) for key in sorted(images)]
+    label_suffix = LABEL_SUFFIX % label_type
+    labels = _files_by_key(label_dir, label_suffix)
     problems = []
     for key in sorted(set(images) - set(labels)):
         problems.append("image %s has no label; expected %s" % (images[key], os.path.join(label_dir, key[0],
@@ -89,8 +110,9 @@ def cityscapes_samples(root: str, split: str, label_type: str = "labelIds") -> L
 class CityscapesDataset(SegDataset):
     """19-class Cityscapes; ``label_type`` picks gtFine *_labelIds.png (mapped here) or *_labelTrainIds.png."""
 
-    def __init__(self, root: str, split: str = "train", label_type: str = "labelIds", transform=None, seed: int = 0):
-        super().__init__(cityscapes_samples(root, split, label_type), len(CLASS_NAMES), CLASS_NAMES, PALETTE,
-                         cityscapes_label_spec(label_type), transform=transform, seed=seed,
+    def __init__(self, root: str, split: str = "train", label_type: str = "labelIds", transform=None, seed: int = 0,
+                 labels_optional: bool = False):
+        super().__init__(cityscapes_samples(root, split, label_type, labels_optional), len(CLASS_NAMES),
+                         CLASS_NAMES, PALETTE, cityscapes_label_spec(label_type), transform=transform, seed=seed,
                          name="Cityscapes %s" % split)
         self.root, self.split, self.label_type = root, split, label_type

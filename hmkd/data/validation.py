@@ -63,17 +63,20 @@ def label_value_problem(raw_hw: np.ndarray, spec: LabelSpec, path: str) -> Optio
     return "label %s has %s %s; expected %s" % (path, word, found, spec.expected)
 
 
-def _check_exists(image_path: str, label_path: str) -> List[str]:
+def _check_exists(image_path: str, label_path: Optional[str]) -> List[str]:
     problems = []
     for kind, path, other in (("image", image_path, label_path), ("label", label_path, image_path)):
+        if path is None:  # an unlabelled sample (a test split's image)
+            continue
         if not os.path.isfile(path):
-            problems.append("%s %s does not exist; expected a file (paired with %s)" % (kind, path, other))
+            problems.append("%s %s does not exist; expected a file%s" % (kind, path, " (paired with %s)" % other
+                                                                          if other is not None else ""))
         elif os.path.getsize(path) == 0:
             problems.append("%s %s is empty (0 bytes); expected an image file" % (kind, path))
     return problems
 
 
-def _check_decode(image_path: str, label_path: str, spec: LabelSpec) -> List[str]:
+def _check_decode(image_path: str, label_path: Optional[str], spec: LabelSpec) -> List[str]:
     problems = _check_exists(image_path, label_path)
     if problems:
         return problems
@@ -83,7 +86,7 @@ def _check_decode(image_path: str, label_path: str, spec: LabelSpec) -> List[str
     except DatasetError as exc:
         problems.extend(exc.problems)
     try:
-        label = read_label(label_path)
+        label = read_label(label_path) if label_path is not None else None
     except DatasetError as exc:
         problems.extend(exc.problems)
     if label is not None:

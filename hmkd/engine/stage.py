@@ -7,6 +7,7 @@ Usage:
 """
 import logging
 import os
+import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import yaml
@@ -42,6 +43,9 @@ def _run_then_mark_done(device: str, run_dir: str, work: Callable[[DistEnv], Dic
 def run_stage(cfg: ExperimentConfig, run_dir: str) -> Dict[str, Any]:
     from hmkd.engine.trainer import train  # heavy imports only when there is work
 
+    if cfg.eval.server_files:
+        warnings.warn("eval.server_files is ignored by training's own evaluation; evaluate the trained model.pth "
+                      "with `hmkd eval ... --server-files` to write the benchmark-server files")
     return _run_then_mark_done(cfg.train.device, run_dir, lambda env: train(cfg, run_dir, env))
 
 
@@ -51,7 +55,7 @@ def _evaluate_into(cfg: ExperimentConfig, run_dir: str, checkpoint: str, env: Di
     from hmkd.evaluation.record import format_table
 
     run = RunDir(run_dir)
-    record = evaluate_checkpoint(cfg, checkpoint, env, out_dir=run.predictions)
+    record = evaluate_checkpoint(cfg, checkpoint, env, out_dir=run.predictions, run=run)
     if env.is_main:
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_text(run.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -59,13 +63,19 @@ def _evaluate_into(cfg: ExperimentConfig, run_dir: str, checkpoint: str, env: Di
         print("%s on %s/%s (%d images, %s%s):\n%s" % (cfg.model.name, cfg.data.name, cfg.eval.split,
                                                      record.num_images, cfg.eval.mode,
                                                      ", flip" if cfg.eval.flip else "", format_table(record)))
+        if record.not_scored:
+            print("not scored: " + record.not_scored)
+        if record.server_files:
+            print("server files: %s (%d labelIds PNGs, also in %s/)" % (record.server_files, record.num_images,
+                                                                      run.server))
     return record
 
 
 def run_eval_stage(cfg: ExperimentConfig, run_dir: str, checkpoint: str) -> Dict[str, Any]:
     def work(env: DistEnv) -> Dict[str, Any]:
         record = _evaluate_into(cfg, run_dir, checkpoint, env)
-        return {"mIoU": record.mIoU, "aAcc": record.aAcc, "checkpoint": record.checkpoint}
+        return {"mIoU": record.mIoU, "aAcc": record.aAcc, "checkpoint": record.checkpoint,
+                "server_files": record.server_files}
 
     return _run_then_mark_done(cfg.train.device, run_dir, work)
 

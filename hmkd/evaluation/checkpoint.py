@@ -2,6 +2,7 @@
 
 Usage:
     record = evaluate_checkpoint(cfg, "runs/smoke/hmkd/model.pth", env, out_dir=RunDir(run_dir).predictions)
+    record = evaluate_checkpoint(cfg, path, env, run=RunDir(run_dir))        # + server/, server.zip (eval.server_files)
     record = record_for(cfg, model, dataset, metrics, checkpoint=path, step=1000, train_seconds=812.5)
 
 Both the trainer's final evaluation and `hmkd eval` / the compare stage build their eval.json through ``record_for``,
@@ -18,6 +19,7 @@ from hmkd.config.schema import resolve_normalization
 from hmkd.data import build_dataset
 from hmkd.evaluation.evaluator import evaluate
 from hmkd.evaluation.record import EvalRecord
+from hmkd.evaluation.server_files import ServerFiles
 from hmkd.models import build_model, load_pretrained
 from hmkd.models.complexity import model_complexity
 from hmkd.rundir import RunDir
@@ -68,17 +70,24 @@ def _trained_record(checkpoint: str) -> Optional[EvalRecord]:
         return None
 
 
-def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_dir: Optional[str] = None
-                        ) -> EvalRecord:
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, env: Any, out_dir: Optional[str] = None,
+                        run: Optional[RunDir] = None) -> EvalRecord:
     """``checkpoint`` (a run's model.pth, a step checkpoint or a weights file) loaded strictly into ``cfg.model``
-    and evaluated on ``cfg.eval.split`` by every rank of ``env``; pictures into ``out_dir`` on the main rank."""
+    and evaluated on ``cfg.eval.split`` by every rank of ``env``; pictures into ``out_dir`` on the main rank; with
+    ``cfg.eval.server_files``, the benchmark-server files into ``run``'s server/ and server.zip."""
+    if cfg.eval.server_files and run is None:
+        raise ValueError("eval.server_files needs a run directory to write server/ and server.zip into")
     cfg = resolve_normalization(cfg, checkpoint)  # the model's own normalisation, as recorded in its checkpoint
     dataset = build_dataset(cfg.data, split=cfg.eval.split, train=False)
     model = build_model(cfg.model.name, dataset.num_classes, **cfg.model.options)
     load_pretrained(model, checkpoint, strict=True)
     model.to(env.device)
+    server = ServerFiles(dataset, run.server) if cfg.eval.server_files else None
     metrics = evaluate(model, dataset, cfg.eval, env.device, env.rank, env.world_size,
-                       out_dir=out_dir if env.is_main else None)
+                       out_dir=out_dir if env.is_main else None, on_prediction=server.write if server else None)
+    server_zip = server.publish(run.server_zip, env.is_main) if server else None
     trained = _trained_record(checkpoint)
-    return record_for(cfg, model, dataset, metrics, checkpoint, step=trained.step if trained else None,
-                      train_seconds=trained.train_seconds if trained else None)
+    record = record_for(cfg, model, dataset, metrics, checkpoint, step=trained.step if trained else None,
+                        train_seconds=trained.train_seconds if trained else None)
+    record.server_files = os.path.abspath(server_zip) if server_zip else None
+    return record

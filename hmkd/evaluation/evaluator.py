@@ -6,6 +6,7 @@ Usage:
     metrics = evaluate(model, val_set, cfg.eval, env.device, env.rank, env.world_size,
                        out_dir=RunDir(run_dir).predictions)                   # + the first pictures
     metrics = evaluate(model, val_set, cfg.eval, device, picture_sink=lambda stem, picture_rgb: ...)   # TensorBoard
+    metrics = evaluate(model, test_set, cfg.eval, on_prediction=writer.write)   # + every prediction, to a writer
 
 The dataset is a sequence of {"image", "label", "name"} dicts that declares ``num_classes`` (and optionally
 ``ignore_index``, ``palette`` and ``transform.normalize``, as ``hmkd.data.SegDataset`` does). The protocol is an
@@ -17,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from hmkd.data.base import IGNORE_INDEX, default_palette
@@ -56,7 +57,8 @@ def inference_options(protocol: Any) -> Dict[str, Any]:
 
 def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, torch.device] = "cpu",
              rank: Optional[int] = None, world_size: Optional[int] = None, out_dir: Optional[str] = None,
-             picture_sink: Optional[Callable[[str, np.ndarray], None]] = None) -> Dict[str, Any]:
+             picture_sink: Optional[Callable[[str, np.ndarray], None]] = None,
+             on_prediction: Optional[Callable[[int, Tensor], None]] = None) -> Dict[str, Any]:
     """Metrics of ``model`` over ``dataset``, summed over all ranks (see ``SegMetric.compute`` for the keys).
 
     Each rank reads its shard (``ShardSampler``) at batch size 1, since images may differ in size. The model runs in
@@ -64,7 +66,8 @@ def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, t
     the dataset (by index) are saved as ``out_dir/<name>.png``; without it nothing is written, so periodic
     validations during training stay quiet. ``picture_sink(stem, picture_rgb)`` receives the pictures of the first
     ``protocol.num_visualize`` images of this rank's own shard, so a rank that logs (rank 0) gets them without
-    gathering pictures from the others.
+    gathering pictures from the others. ``on_prediction(index, pred_hw)`` sees every prediction of this rank's shard
+    (class ids at the image's full size), e.g. to write benchmark-server files.
     """
     rank, world_size = _rank_world(rank, world_size)
     device = torch.device(device)
@@ -89,6 +92,8 @@ def evaluate(model: nn.Module, dataset: Any, protocol: Any, device: Union[str, t
             labels = batch["label"].to(device, non_blocking=True)
             preds = predict_logits(net, images, **options).argmax(dim=1)
             meter.update(preds, labels)
+            if on_prediction is not None:
+                on_prediction(index, preds[0])
             if index < num_files or position < num_sunk:
                 names = batch.get("name")
                 stem = file_stem(names[0] if names is not None else None, index)

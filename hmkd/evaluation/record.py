@@ -45,11 +45,17 @@ class EvalRecord:
     params: Optional[int] = None
     flops: Optional[int] = None
     flops_size: Optional[List[int]] = None
+    # why the scores are null (no labelled pixel, as on a test split), and the benchmark-server zip, when written
+    not_scored: Optional[str] = None
+    server_files: Optional[str] = None
 
     @classmethod
     def from_metrics(cls, metrics: Dict[str, Any], class_names: Sequence[str], **provenance: Any) -> "EvalRecord":
         """From ``SegMetric.compute()``'s dict; ``provenance`` fills the other fields by name."""
         names = check_class_names(metrics, class_names)
+        if not metrics["num_pixels"]:
+            provenance.setdefault("not_scored", "none of the %d images has a labelled pixel (a test split's labels "
+                                                "are withheld): every score is null" % metrics["num_images"])
         per_class = {name: {"iou": _number(iou), "acc": _number(acc)}
                      for name, iou, acc in zip(names, metrics["per_class_iou"], metrics["per_class_acc"])}
         return cls(mIoU=_number(metrics["mIoU"]), aAcc=_number(metrics["aAcc"]), mAcc=_number(metrics["mAcc"]),

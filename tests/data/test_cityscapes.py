@@ -1,9 +1,12 @@
 import os
+import shutil
 
 import numpy as np
+import pytest
 import torch
 
-from hmkd.data import CityscapesDataset, EvalTransform, label_id_to_train_id
+from hmkd.data import (CityscapesDataset, DatasetError, EvalTransform, build_dataset, label_id_to_train_id,
+                       write_sample_list)
 from hmkd.data.cityscapes import CLASS_NAMES, EVAL_LABEL_IDS, PALETTE
 
 
@@ -46,3 +49,27 @@ def test_label_train_ids_are_read_unchanged(make_cityscapes):
     assert all(s.label.endswith("_gtFine_labelTrainIds.png") for s in ds.samples)
     assert ds[0]["label"].flatten()[:4].tolist() == [0, 18, 255, 5]
     ds.validate("full")
+
+
+def test_a_test_split_without_gtfine_is_unlabelled_but_train_and_val_need_labels(make_cityscapes):
+    root = make_cityscapes({"train": {"aachen": 1}, "test": {"berlin": 2}})
+    shutil.rmtree(os.path.join(root, "gtFine", "test"))   # the test images alone, as some copies have them
+    data = {"name": "cityscapes", "root": root, "validate": "full"}
+    test_set = build_dataset(data, split="test")
+    assert len(test_set) == 2 and all(s.label is None for s in test_set.samples)
+    item = test_set[1]
+    assert item["name"] == "berlin_000001_000019_leftImg8bit" and item["image"].shape == (3, 16, 32)
+    assert bool((item["label"] == 255).all()) and item["label"].shape == (16, 32)
+    with pytest.raises(DatasetError, match="has no label, and the list format pairs every image"):
+        write_sample_list(test_set, os.path.join(root, "test.txt"))
+    with pytest.raises(DatasetError, match="gtFine/test does not exist"):
+        build_dataset(dict(data, test_split="test", val_split="test"), split="val")   # val needs its labels
+    with pytest.raises(DatasetError, match="gtFine/test does not exist"):
+        CityscapesDataset(root, "test")
+
+
+def test_a_half_labelled_test_split_is_refused(make_cityscapes):
+    root = make_cityscapes({"test": {"berlin": 2}})
+    os.remove(os.path.join(root, "gtFine", "test", "berlin", "berlin_000001_000019_gtFine_labelIds.png"))
+    with pytest.raises(DatasetError, match="berlin_000001_000019_leftImg8bit.png has no label"):
+        CityscapesDataset(root, "test", labels_optional=True)

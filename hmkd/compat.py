@@ -5,6 +5,7 @@ Usage: state = torch_load(path)          # a checkpoint with configs, RNG states
        scaler = grad_scaler(enabled)
        if HAS_SDPA: out = sdpa(q, k, v, scale)          # torch 2's fused attention (absent in 1.11)
        if HAS_MODULE_COMPILE: module.compile()          # torch.compile in place (torch >= 2.2)
+       onnx_export(module, (images,), buffer, opset_version=14, ...)   # TorchScript-based exporter on both stacks
 
 The speed switches of the config (SDPA, bf16 on the CPU, compile) need torch 2; on the legacy stack the places that
 read them fall back to the eager path with a logged warning, using the flags below.
@@ -64,3 +65,13 @@ def autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4: no argument, CUDA only; the CPU has its own query
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def onnx_export(module: nn.Module, args: Any, target: Any, **options: Any) -> None:
+    """``torch.onnx.export`` by tracing, on both stacks: recent torch 2 releases default to the dynamo exporter, which needs
+    onnxscript (not in either stack) and handles ``dynamic_axes`` differently, so it is turned off where it exists."""
+    import torch.onnx
+
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        options["dynamo"] = False
+    torch.onnx.export(module, args, target, **options)

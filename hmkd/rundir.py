@@ -9,6 +9,7 @@ Usage:
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
             config.yaml   checkpoints/   metrics.jsonl   tensorboard/   train.log   ranks.json   eval.json   model.pth
             plots/   DONE   server/   server.zip      (the last two: an evaluation with eval.server_files)
+            model.onnx   model.torchscript.pt           (hmkd export: the student for deployment)
         report.md  report.json  miou.png  per_class_iou.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
@@ -65,6 +66,10 @@ class RunDir(NamedTuple):
     def model(self) -> str:
         """The trained student alone (no alignment modules, no optimizer): what later stages and users load."""
         return self.file("model.pth")
+
+    def exported(self, extension: str) -> str:
+        """The student exported for deployment (``hmkd export``): model.onnx, model.torchscript.pt."""
+        return self.file("model." + extension)
 
     @property
     def server(self) -> str:

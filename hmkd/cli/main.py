@@ -14,7 +14,7 @@ from hmkd.atomic import DiskFullError
 from hmkd.engine.distributed import PeerLostError
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "report", "data", "models", "flops"]
+COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "export", "report", "data", "models", "flops"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,4 +121,4 @@ def _require(module: str, why: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         pins = {"onnx": "onnx==1.17.0", "onnxruntime": "onnxruntime==1.19.2"}
-        raise ValueError("%s is needed %s and is not installed; pip install %s" % (module, why, pins[module]))
+        raise ValueError("%s is needed %s and is not installed; pip install %s" % (module, why, pins[module])) from None

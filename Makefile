@@ -48,7 +48,7 @@ BENCH_GPU_PY ?= python3
 BENCH_GPU_FLAGS ?=
 BENCH := $(PY) -m hmkd.benchmarks
 
-.PHONY: bench-gpu bench-data bench-eval bench-formats bench-quality bench-stacks bench-table
+.PHONY: bench-gpu bench-data bench-eval bench-export bench-formats bench-quality bench-stacks bench-table
 
 bench-distill: $(VENV)/.installed
 	$(BENCH).context_memory --out $(BENCH_OUT)
@@ -63,6 +63,10 @@ bench-eval: $(VENV)/.installed
 
 bench-formats: $(VENV)/.installed
 	$(BENCH).step_formats --out $(BENCH_OUT)
+
+# The exported student (hmkd export): onnxruntime and TorchScript latency against torch eager, CPU, batch 1.
+bench-export: $(VENV)/.installed
+	$(BENCH).export_latency --out $(BENCH_OUT)
 
 bench-quality: $(VENV)/.installed
 	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)-light \
@@ -83,6 +87,7 @@ bench: $(VENV)/.installed
 	$(BENCH).data_pipeline --out $(BENCH_OUT)
 	$(BENCH).eval_throughput --out $(BENCH_OUT)
 	$(BENCH).step_formats --out $(BENCH_OUT)
+	$(BENCH).export_latency --out $(BENCH_OUT)
 	$(MAKE) --no-print-directory bench-stacks
 	$(MAKE) --no-print-directory bench-quality
 	$(BENCH).table $(BENCH_OUT)

@@ -130,10 +130,23 @@ def _stack_ratio(r: Dict[str, Any]) -> Iterator[Row]:
                "not run: " + why, None, "")
 
 
+def _export_latency(r: Dict[str, Any]) -> Iterator[Row]:
+    where = "%s batch %d %s %d threads" % ("x".join(map(str, r["size"])), r["batch"], r["device"].upper(), r["threads"])
+    for entry in r["models"]:
+        runtimes = dict(entry["runtimes"])
+        floor = runtimes.pop("torch_eager")
+        yield ("exported %s latency, torch eager (floor) %s" % (entry["model"], where), _ms(floor["median_s"]), None,
+               "")
+        for runtime, row in runtimes.items():
+            yield ("exported %s latency %s / torch eager %s (%s, max |diff| %.1g)" % (
+                entry["model"], runtime, where, _ms(row["median_s"]), row["max_abs_diff"]), "%.3f" % row["ratio"],
+                r.get("target"), "<=")
+
+
 _READERS: Dict[str, Callable[[Dict[str, Any]], Iterator[Row]]] = {
     "distill_step": _distill_step, "context_memory": _context_memory, "distill_quality": _distill_quality,
     "data_pipeline": _data_pipeline, "eval_throughput": _eval, "step_formats": _step_formats,
-    "stack_ratio": _stack_ratio}
+    "stack_ratio": _stack_ratio, "export_latency": _export_latency}
 
 
 def _reader(name: str) -> Optional[Callable[[Dict[str, Any]], Iterator[Row]]]:

@@ -68,8 +68,9 @@ def autocast_enabled(device_type: str) -> bool:
 
 
 def onnx_export(module: nn.Module, args: Any, target: Any, **options: Any) -> None:
-    """``torch.onnx.export`` by tracing, on both stacks: recent torch 2 releases default to the dynamo exporter, which needs
-    onnxscript (not in either stack) and handles ``dynamic_axes`` differently, so it is turned off where it exists."""
+    """``torch.onnx.export`` by tracing, on both stacks: recent torch 2 releases default to the dynamo exporter, which
+    needs onnxscript (not in either stack) and handles ``dynamic_axes`` differently, so it is turned off where it
+    exists."""
     import torch.onnx
 
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:

@@ -6,9 +6,9 @@ Usage:
     result.path, result.max_abs_diff                                     # {"512x1024": 2e-06, "384x512": 3e-06}
 
 The module is traced at ``size`` (default: the training crop), then the file's own runtime (onnxruntime, torch.jit)
-is run at that size (batch 1) and at a second one that differs in height and width (batch 2), and must give torch's logits to within
-``TOLERANCE``: a dimension frozen by the trace or an op exported wrongly fails here, not in deployment. Nothing is
-written when the check fails, and the file is written atomically (temp file, rename).
+is run at that size (batch 1) and at a second one that differs in height and width (batch 2), and must give torch's
+logits to within ``TOLERANCE``: a dimension frozen by the trace or an op exported wrongly fails here, not in
+deployment. Nothing is written when the check fails, and the file is written atomically (temp file, rename).
 """
 import os
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple

@@ -17,7 +17,7 @@ from hmkd.rundir import RunDir
 def write_finished_run(path, model_name, class_names, normalize="imagenet_rgb", seed=0):
     """The files a finished train/distill run leaves, with a randomly initialised student (its BatchNorm statistics
     randomised too, so eval-mode normalisation is exercised); returns (RunDir, the student in eval mode)."""
-    cfg = config_from_dict({"model": {"name": model_name},
+    cfg = config_from_dict({"model": {"name": model_name, "normalize": normalize},
                             "data": {"name": "synthetic", "num_classes": len(class_names), "image_size": [48, 64],
                                      "crop_size": [48, 64], "normalize": normalize}})
     torch.manual_seed(seed)
@@ -30,8 +30,8 @@ def write_finished_run(path, model_name, class_names, normalize="imagenet_rgb", 
     os.makedirs(run.path, exist_ok=True)
     with open(run.config, "w") as handle:
         yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
-    torch.save({"model": model.state_dict(), "model_name": model_name, "num_classes": len(class_names), "step": 7,
-                "hmkd_version": "0.1.0"}, run.model)
+    torch.save({"model": model.state_dict(), "model_name": model_name, "num_classes": len(class_names),
+                "normalize": normalize, "step": 7, "hmkd_version": "0.1.0"}, run.model)
     scores = {"iou": 0.5, "acc": 0.5}
     EvalRecord(mIoU=0.5, aAcc=0.5, mAcc=0.5, num_images=1, num_pixels=1, per_class={n: scores for n in class_names},
                confusion_matrix=[[0] * len(class_names)] * len(class_names), model=model_name, step=7

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from hmkd import __version__
 from hmkd.config import ExperimentConfig, config_from_dict
 from hmkd.config.loader import read_yaml
+from hmkd.config.schema import resolve_normalization
 from hmkd.data.transforms import NORMALIZATIONS
 from hmkd.evaluation.record import EvalRecord
 from hmkd.models import build_model, load_pretrained
@@ -71,6 +72,7 @@ def load_student(run_dir: str) -> RunStudent:
         cfg = config_from_dict(read_yaml(run.config))
     except ValueError as exc:
         raise ValueError("%s: %s" % (run.config, exc))
+    cfg = resolve_normalization(cfg, run.model)  # the student's own, as evaluation resolves it (model.pth records it)
     record = EvalRecord.read(run.eval_json)
     class_names = list(record.per_class)
     model = build_model(cfg.model.name, len(class_names), **cfg.model.options)
@@ -92,7 +94,7 @@ def export_metadata(student: RunStudent) -> Dict[str, str]:
         "hmkd.version": __version__,
         "hmkd.model": student.cfg.model.name,
         "hmkd.class_names": student.class_names,
-        "hmkd.normalization": normalization(student.cfg.data.normalize),
+        "hmkd.normalization": normalization(student.cfg.model.normalize),
         "hmkd.input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "channels": 3,
                        "dynamic": ["batch", "height", "width"]},
         "hmkd.output": {"name": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32", "channels": len(student.class_names),

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 
 import hmkd
 from hmkd.data.transforms import NORMALIZATIONS, Normalize
@@ -53,3 +54,15 @@ def test_recorded_normalisation_reproduces_the_transform(finished_run):
     pixels = image_bgr[..., ::-1] if norm["channel_order"] == "RGB" else image_bgr
     by_metadata = (pixels.astype(np.float32) - np.array(norm["mean"], np.float32)) / np.array(norm["std"], np.float32)
     np.testing.assert_allclose(by_metadata, Normalize(norm["mode"])(image_bgr), rtol=1e-6, atol=1e-5)
+
+
+def test_the_checkpoint_record_decides_an_auto_normalisation(finished_run):
+    """model.normalize: auto in config.yaml: the file records what model.pth says the student was trained on."""
+    run, _ = finished_run("deeplabv3_tiny", normalize="bgr_mean")
+    with open(run.config) as handle:
+        cfg = yaml.safe_load(handle)
+    cfg["model"]["normalize"], cfg["data"]["normalize"] = "auto", "imagenet_rgb"
+    with open(run.config, "w") as handle:
+        yaml.safe_dump(cfg, handle)
+    meta = read_metadata(export_run(run.path, "torchscript", verify=False).path)
+    assert meta["hmkd.normalization"]["mode"] == "bgr_mean"

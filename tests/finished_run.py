@@ -14,14 +14,15 @@ from hmkd.models import build_model
 from hmkd.rundir import RunDir
 
 
-def write_finished_run(path, model_name, class_names, normalize="imagenet_rgb", seed=0):
+def write_finished_run(path, model_name, class_names, normalize="imagenet_rgb", options=None, seed=0):
     """The files a finished train/distill run leaves, with a randomly initialised student (its BatchNorm statistics
     randomised too, so eval-mode normalisation is exercised); returns (RunDir, the student in eval mode)."""
-    cfg = config_from_dict({"model": {"name": model_name, "normalize": normalize},
+    options = dict(options or {})
+    cfg = config_from_dict({"model": {"name": model_name, "normalize": normalize, "options": options},
                             "data": {"name": "synthetic", "num_classes": len(class_names), "image_size": [48, 64],
                                      "crop_size": [48, 64], "normalize": normalize}})
     torch.manual_seed(seed)
-    model = build_model(model_name, len(class_names))
+    model = build_model(model_name, len(class_names), **options)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)

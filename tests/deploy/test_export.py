@@ -12,6 +12,10 @@ from hmkd.deploy import TOLERANCE, export_run
 from hmkd.deploy.export import check_sizes
 
 MODELS = ("deeplabv3_tiny", "segformer_tiny")
+# every decode head of the zoo (mmseg's ASPPHead and SegformerHead beside CIRKD's and the all-MLP one)
+HEADS = [(name, {}) for name in MODELS] + [
+    ("deeplabv3_tiny", {"head": "mmseg", "deep_stem": True, "stem_width": 32, "basic_block_dilation": "first"}),
+    ("segformer_tiny", {"head": "mmseg"})]
 # (batch, height, width): neither the traced 48x64 nor the export's own check sizes; non-square, H and W both differ.
 SIZES = ((1, 40, 56), (2, 72, 48))
 
@@ -27,9 +31,9 @@ def inputs(batch, height, width):
     return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(height * width))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_onnxruntime_equals_torch_at_two_sizes(finished_run, name):
-    run, model = finished_run(name)
+@pytest.mark.parametrize("name,options", HEADS)
+def test_onnxruntime_equals_torch_at_two_sizes(finished_run, name, options):
+    run, model = finished_run(name, options=options)
     result = export_run(run.path, "onnx")
     assert result.path == os.path.abspath(os.path.join(run.path, "model.onnx"))
     assert all(diff <= TOLERANCE for diff in result.max_abs_diff.values()) and len(result.max_abs_diff) == 2

@@ -12,6 +12,9 @@ HELP = "print a results table for run or stage directories"
 def add_arguments(parser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--json", action="store_true", help="print the table's entries as JSON")
+    parser.add_argument("--baseline", metavar="NAME", help="the RUN_DIR (by its folder name) the others are compared "
+                        "with, paired by seed (default: the first one trained without a teacher whose model a "
+                        "distilled one shares)")
 
 
 def run(args) -> int:
@@ -21,6 +24,6 @@ def run(args) -> int:
 
     rows = [(os.path.basename(os.path.normpath(d)), EvalRecord.read(run.eval_json))
             for d in args.run_dirs for run in found_runs(d)]
-    entries = aggregate(rows)
+    entries = aggregate(rows, args.baseline)
     print(json.dumps(entries, indent=2) if args.json else markdown(entries))
     return 0

@@ -80,15 +80,16 @@ def run_eval_stage(cfg: ExperimentConfig, run_dir: str, checkpoint: str) -> Dict
     return _run_then_mark_done(cfg.train.device, run_dir, work)
 
 
-def run_compare_stage(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Optional[Dict[str, Any]] = None
-                      ) -> Dict[str, Any]:
+def run_compare_stage(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Optional[Dict[str, Any]] = None,
+                      baseline: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate each compared stage's model.pth (every seed) with its own config updated by ``overrides`` (e.g. a
-    sliding-window protocol, as a nested dict), then write report.md / report.json / charts into ``run_dir``."""
-    return _run_then_mark_done("auto", run_dir, lambda env: _compare(run_dir, compare, overrides or {}, env))
+    sliding-window protocol, as a nested dict), then write report.md / report.json / charts into ``run_dir``, each
+    stage's mIoU paired by seed against ``baseline``'s (default: hmkd.reporting.results.default_baseline)."""
+    return _run_then_mark_done("auto", run_dir, lambda env: _compare(run_dir, compare, overrides or {}, baseline, env))
 
 
-def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Dict[str, Any], env: DistEnv
-             ) -> Dict[str, Any]:
+def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Dict[str, Any], baseline: Optional[str],
+             env: DistEnv) -> Dict[str, Any]:
     from hmkd.config import config_from_dict, deep_merge
     from hmkd.config.loader import read_yaml
     from hmkd.reporting.report import write_report
@@ -101,7 +102,7 @@ def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Dict[s
             rows.append((label, _evaluate_into(cfg, os.path.normpath(out_dir), source.model, env)))
     result: Dict[str, Any] = {"stages": [label for label, _ in compare]}
     if env.is_main:
-        report = write_report(RunDir(run_dir), rows)
+        report = write_report(RunDir(run_dir), rows, baseline)
         print(report["markdown"])
         result["mIoU"] = {e["label"]: e["mIoU"] for e in report["entries"]}
     return result

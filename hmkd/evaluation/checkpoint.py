@@ -44,7 +44,7 @@ def record_for(cfg: ExperimentConfig, model: nn.Module, dataset: Any, metrics: D
         checkpoint=os.path.abspath(checkpoint) if checkpoint else None, split=cfg.eval.split, mode=cfg.eval.mode,
         flip=cfg.eval.flip, scales=list(cfg.eval.scales), step=step,
         train_seconds=None if train_seconds is None else round(train_seconds, 1),
-        teacher=cfg.teacher.name if cfg.teacher else None, loss_terms=sorted(cfg.loss.terms),
+        teacher=cfg.teacher.name if cfg.teacher else None, loss_terms=sorted(cfg.loss.terms), seed=cfg.train.seed,
         params=cost["params"], flops=cost["flops"], flops_size=size)
 
 

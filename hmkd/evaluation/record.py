@@ -41,6 +41,7 @@ class EvalRecord:
     train_seconds: Optional[float] = None
     teacher: Optional[str] = None
     loss_terms: Optional[List[str]] = None
+    seed: Optional[int] = None  # train.seed: runs of two stages with the same seed share data order and init
     # its cost: parameters and multiply-accumulates for one image of flops_size
     params: Optional[int] = None
     flops: Optional[int] = None

@@ -57,12 +57,13 @@ class CompareJob(_StageJob):
     """A compare stage: evaluate the listed stages' models (their configs updated by ``overrides``), then report."""
 
     def __init__(self, run_dir: str, compare: List[Tuple[str, str]], overrides: Optional[Dict[str, Any]] = None,
-                 env: Optional[Dict[str, str]] = None, max_requeues: int = 0):
+                 env: Optional[Dict[str, str]] = None, max_requeues: int = 0, baseline: Optional[str] = None):
         super().__init__(run_dir, env, max_requeues)
         self.compare = compare
         self.overrides = overrides or {}
+        self.baseline = baseline
 
     def run(self) -> Dict[str, Any]:
         from hmkd.engine.stage import run_compare_stage
 
-        return run_compare_stage(self.run_dir, self.compare, self.overrides)
+        return run_compare_stage(self.run_dir, self.compare, self.overrides, getattr(self, "baseline", None))

@@ -125,6 +125,7 @@ class Stage:
     inputs: Dict[str, str] = field(default_factory=dict)
     seeds: List[int] = field(default_factory=list)
     compare: List[str] = field(default_factory=list)
+    baseline: Optional[str] = None  # the compared stage others are measured against (default: the label-only student)
     resources: Resources = field(default_factory=Resources)
 
     def __post_init__(self):
@@ -136,6 +137,9 @@ class Stage:
             raise ValueError("config is required for kind=%s" % self.kind)
         if self.kind == "compare" and not self.compare:
             raise ValueError("compare must list the stages to evaluate")
+        if self.baseline is not None and self.baseline not in self.compare:
+            raise ValueError("baseline %r must be one of the compared stages (%s)" % (self.baseline,
+                                                                                    ", ".join(self.compare)))
         try:
             _ = self.override_values  # a malformed override fails at load time, naming itself
         except ValueError as exc:

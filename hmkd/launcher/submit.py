@@ -67,7 +67,7 @@ def jobs(spec: PipelineSpec, stage: Stage) -> List[Job]:
     requeues = stage.resources.max_requeues
     if stage.kind == "compare":
         compare = [(name, spec.stage_dir(name)) for name in stage.compare]
-        return [CompareJob(spec.stage_dir(stage.name), compare, stage.override_values, env, requeues)]
+        return [CompareJob(spec.stage_dir(stage.name), compare, stage.override_values, env, requeues, stage.baseline)]
     values = deep_merge(stage.override_values, input_values(spec, stage))
     out: List[Job] = []
     for seed, run in zip(stage.seeds or [None], run_dirs(spec, stage)):

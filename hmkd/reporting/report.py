@@ -4,7 +4,7 @@ Usage: write_report(RunDir(out_dir), rows)    # rows: (stage label, EvalRecord) 
 """
 import json
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hmkd.atomic import atomic_write_text
 from hmkd.reporting.plots import report_charts
@@ -12,9 +12,9 @@ from hmkd.reporting.results import Row, aggregate, flops_note, markdown
 from hmkd.rundir import RunDir
 
 
-def write_report(report: RunDir, rows: Sequence[Row]) -> Dict[str, Any]:
+def write_report(report: RunDir, rows: Sequence[Row], baseline: Optional[str] = None) -> Dict[str, Any]:
     """report.md, report.json (entries and every run's record) and the charts; returns entries and the text."""
-    entries = aggregate(rows)
+    entries = aggregate(rows, baseline)
     text = "# Results\n\n%s\n\n%s\n" % (flops_note(entries), markdown(entries))
     os.makedirs(report.path, exist_ok=True)
     atomic_write_text(report.report_md, text)

@@ -5,22 +5,59 @@ Usage:
     print(markdown(entries))
 
 Behind both `hmkd report` and the pipeline's compare stage, so the two show the same columns. Runs of one stage with
-several seeds are aggregated to mean and sample standard deviation (n - 1); a single run has no std.
+several seeds are aggregated to mean and sample standard deviation (n - 1); a single run has no std. Each stage's
+mIoU is also compared with a baseline stage's, paired by seed (hmkd.reporting.paired): the mean difference, its
+95% interval when 2 or more seeds pair up ("within noise" when it covers 0), a single-seed difference said as such.
 """
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hmkd.evaluation.record import EvalRecord
+from hmkd.reporting.paired import by_seed, paired_difference
 
 Row = Tuple[str, EvalRecord]  # (stage label, one run's record)
 
 
-def aggregate(rows: Sequence[Row]) -> List[Dict[str, Any]]:
-    """One entry per label, in first-seen order: mean/std of the scores and per-class IoU over its runs."""
+def aggregate(rows: Sequence[Row], baseline: Optional[str] = None) -> List[Dict[str, Any]]:
+    """One entry per label, in first-seen order: mean/std of the scores and per-class IoU over its runs, and
+    ``vs_baseline``: its mIoU difference to ``baseline``'s (default: :func:`default_baseline`), paired by seed."""
     groups: Dict[str, List[EvalRecord]] = {}
     for label, record in rows:
         groups.setdefault(label, []).append(record)
-    return [_entry(label, runs) for label, runs in groups.items()]
+    if baseline is not None and baseline not in groups:
+        raise ValueError("baseline %r is not one of the compared stages (%s)" % (baseline, ", ".join(groups)))
+    entries = [_entry(label, runs) for label, runs in groups.items()]
+    baseline = baseline or default_baseline(entries)
+    for entry in entries:
+        entry["vs_baseline"] = None if baseline in (None, entry["label"]) else _versus(
+            baseline, groups[entry["label"]], groups[baseline])
+    return entries
+
+
+def default_baseline(entries: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """The first stage trained without a teacher whose model some distilled stage also trains (the student
+    trained on labels alone); None when there is none."""
+    distilled = {e["model"] for e in entries if e["teacher"]}
+    return next((e["label"] for e in entries if not e["teacher"] and e["model"] in distilled), None)
+
+
+def _versus(baseline: str, runs: List[EvalRecord], base_runs: List[EvalRecord]) -> Dict[str, Any]:
+    diff = paired_difference(by_seed([(r.seed, r.mIoU) for r in runs]), by_seed([(r.seed, r.mIoU) for r in base_runs]))
+    if diff is None:
+        return {"baseline": baseline, "seeds": [], "mIoU": None, "std": None, "ci95": None, "within_noise": None}
+    return {"baseline": baseline, "seeds": list(diff.seeds), "mIoU": diff.mean, "std": diff.std,
+            "ci95": list(diff.ci95) if diff.ci95 else None, "within_noise": diff.within_noise}
+
+
+def verdict(versus: Dict[str, Any]) -> str:
+    """How to read a difference: its interval's verdict, or why there is none."""
+    if versus["mIoU"] is None:
+        return "no seed in common: not compared"
+    if versus["ci95"] is None:
+        return "single seed: no interval"
+    if versus["within_noise"]:
+        return "within noise"
+    return "better" if versus["mIoU"] > 0 else "worse"
 
 
 def _entry(label: str, runs: List[EvalRecord]) -> Dict[str, Any]:
@@ -47,6 +84,16 @@ def markdown(entries: Sequence[Dict[str, Any]]) -> str:
             "-" if e["params"] is None else "%.2f" % (e["params"] / 1e6),
             "-" if e["flops"] is None else "%.1f" % (e["flops"] / 1e9),
             "-" if e["train_seconds"] is None else "%.0f s" % e["train_seconds"]))
+    compared = [e for e in entries if e.get("vs_baseline")]
+    if compared:
+        lines += ["", "mIoU difference to %s, paired by seed (points; 95%% interval of the mean difference):"
+                  % compared[0]["vs_baseline"]["baseline"], "",
+                  "| stage | paired seeds | difference | 95% interval | verdict |", "| --- | ---: | ---: | --- | --- |"]
+        for e in compared:
+            v = e["vs_baseline"]
+            lines.append("| %s | %d | %s | %s | %s |" % (
+                e["label"], len(v["seeds"]), _signed(v["mIoU"]),
+                "-" if v["ci95"] is None else "%s to %s" % (_signed(v["ci95"][0]), _signed(v["ci95"][1])), verdict(v)))
     names = list(entries[0]["per_class_iou"]) if entries else []
     if names:
         lines += ["", "Per-class IoU (%):", "", "| class | " + " | ".join(e["label"] for e in entries) + " |",
@@ -64,6 +111,10 @@ def flops_note(entries: Sequence[Dict[str, Any]]) -> str:
 
 def _pct(value: Optional[float]) -> str:
     return "-" if value is None else "%.2f" % (100 * value)
+
+
+def _signed(value: Optional[float]) -> str:
+    return "-" if value is None else "%+.2f" % (100 * value)
 
 
 def _mean_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:

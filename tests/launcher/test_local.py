@@ -48,6 +48,9 @@ def test_local_pipeline_runs_every_stage_and_reports(tmp_path):
     assert entries["hmkd"]["teacher"] == "segformer_tiny" and entries["teacher"]["params"] > 0
     assert (root / "eval" / "miou.png").is_file() and (root / "eval" / "per_class_iou.png").is_file()
     assert "| hmkd | deeplabv3_tiny | segformer_tiny |" in result.stdout  # the report table is printed
+    # against the label-only student, paired by seed: hmkd ran once (train.seed 0), so one pair, no interval
+    assert entries["hmkd"]["vs_baseline"]["baseline"] == "student" and entries["hmkd"]["vs_baseline"]["seeds"] == [0]
+    assert "| hmkd | 1 | " in result.stdout and "| single seed: no interval |" in result.stdout
 
     again = run_cli("submit", spec, "--local")
     assert again.returncode == 0 and again.stdout.count("skipped: DONE") == 4
@@ -61,7 +64,8 @@ def test_local_pipeline_runs_every_stage_and_reports(tmp_path):
     written = (root / "hmkd" / "eval.json", root / "eval" / "hmkd" / "eval.json", tmp_path / "evaluated" / "eval.json")
     records = [json.loads(path.read_text()) for path in written]
     assert [sorted(r) for r in records[1:]] == [sorted(records[0])] * 2
-    for key in ("mIoU", "confusion_matrix", "step", "train_seconds", "teacher", "loss_terms", "params", "flops"):
+    for key in ("mIoU", "confusion_matrix", "step", "train_seconds", "teacher", "loss_terms", "seed", "params",
+                "flops"):
         assert records[1][key] == records[2][key] == records[0][key], key
     assert records[0]["checkpoint"] == str(root / "hmkd" / "model.pth") and records[0]["step"] == 12
 

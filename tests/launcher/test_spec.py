@@ -38,7 +38,8 @@ def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
         stage("teacher", overrides=["optim.lr=0.5", "train.batch_size=3"], seeds=[4, 7]),
         stage("kd", kind="distill", config="configs/synthetic/hmkd_segformer_b0_to_deeplabv3_r18.yaml",
               inputs={"teacher.checkpoint": "teacher/seed_4/model.pth"}),
-        {"name": "cmp", "kind": "compare", "compare": ["kd"], "overrides": ["eval.flip=true"]}]))
+        {"name": "cmp", "kind": "compare", "compare": ["teacher", "kd"], "overrides": ["eval.flip=true"],
+         "baseline": "teacher"}]))
     assert spec.stage("teacher").override_values == {"optim": {"lr": 0.5}, "train": {"batch_size": 3}}
     trained = jobs(spec, spec.stage("teacher"))
     assert [j.config["train"]["seed"] for j in trained] == [4, 7]
@@ -48,7 +49,8 @@ def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
     assert distill.config["teacher"]["checkpoint"] == spec.stage_dir("teacher") + "/seed_4/model.pth"
     (compare,) = jobs(spec, spec.stage("cmp"))
     assert type(compare).__name__ == "CompareJob" and compare.overrides == {"eval": {"flip": True}}
-    assert compare.compare == [("kd", spec.stage_dir("kd"))]
+    assert compare.compare == [("teacher", spec.stage_dir("teacher")), ("kd", spec.stage_dir("kd"))]
+    assert compare.baseline == "teacher"
 
 
 @pytest.mark.parametrize("stages,expected", [
@@ -65,6 +67,8 @@ def test_stage_overrides_reach_jobs_as_data(tmp_path, monkeypatch):
                                                   "did you mean 'stages.a.resources.gpus_per_node'"),
     ([stage("a", overrides=["optim.lr"])], "stages.a.overrides: override 'optim.lr' must look like key.sub=value"),
     ([{"name": "e", "kind": "eval"}], "stages.e.compare must list the stages"),
+    ([stage("a"), {"name": "e", "kind": "compare", "compare": ["a"], "baseline": "b"}],
+     "stages.e.baseline 'b' must be one of the compared stages (a)"),
     ([stage("a")], "environment.image is required for kind=pyxis"),
     ([stage("a")], "distributed.timeout_s must be > 0, got 0.0"),
 ])

@@ -35,9 +35,10 @@ def _load_image_pins():
 image_pins = _load_image_pins()
 
 # distribution (normalized, as in the pins) -> module that must import; mmcv-full only where the stack pins it
+# (tensorboard.program: the server `tensorboard --logdir` runs, which needs six; the package alone imports without it)
 MODULES = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "submitit": "submitit", "pyyaml": "yaml",
-           "opencv-python-headless": "cv2", "numpy": "numpy", "tensorboard": "tensorboard", "onnx": "onnx",
-           "onnxruntime": "onnxruntime"}
+           "opencv-python-headless": "cv2", "numpy": "numpy", "tensorboard": "tensorboard.program", "six": "six",
+           "onnx": "onnx", "onnxruntime": "onnxruntime"}
 # mmcv-full's metadata asks for opencv-python; the headless build in the pins provides cv2 (setup_env.sh too).
 PIP_CHECK_TOLERATED = re.compile(r"^(No broken|mmcv-full \S+ requires opencv-python)")
 

@@ -112,6 +112,74 @@ def test_logdir_shows_each_stage_and_seed_as_its_own_run(tmp_path):
     assert [e.value for e in multiplexer.Scalars("hmkd/seed_1/tensorboard", "loss/total")] == [2.0]
 
 
+def _serve(logdir, load_fast):
+    """The real `tensorboard --logdir` server on a free loopback port: (process, base URL) once it answers."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1",
+                               "--port", str(port), "--load_fast", load_fast, "--reload_interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url, deadline = "http://127.0.0.1:%d" % port, time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError("tensorboard exited %s: %s" % (server.returncode, server.stderr.read()[-2000:]))
+        try:
+            urllib.request.urlopen(url + "/data/runs", timeout=2).read()
+            return server, url
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise AssertionError("tensorboard did not answer within 90 s")
+
+
+@pytest.mark.parametrize("load_fast", ["true", "false"])
+def test_the_tensorboard_server_shows_each_run_apart_and_a_resumed_step_once(tmp_path, load_fast):
+    """`tensorboard --logdir <experiment>` itself, with its Rust data server (load_fast true, the default where it
+    runs) and its Python loader: one run per stage and seed; steps a killed run logged past its checkpoint are
+    replaced by the resumed run's."""
+    import json
+    import time
+    import urllib.parse
+    import urllib.request
+
+    experiment = tmp_path / "exp"
+    for number, run_dir in enumerate([str(experiment / "teacher"), seed_dir(str(experiment / "hmkd"), 0)]):
+        logger = MetricsLogger(run_dir, total_steps=6, stream=io.StringIO())
+        logger.start(0)
+        for step in range(1, 7):
+            logger.log_step(step, {"loss/total": float(number * 100 + step)}, images_per_s=1.0)
+    resumed = MetricsLogger(seed_dir(str(experiment / "hmkd"), 0), total_steps=6, stream=io.StringIO())
+    resumed.start(3)  # the checkpoint was step 3: steps 4-6 are logged again, with other values
+    for step in range(4, 7):
+        resumed.log_step(step, {"loss/total": float(1000 + step)}, images_per_s=1.0)
+    server, url = _serve(str(experiment), load_fast)
+    try:
+        deadline, runs, rows = time.monotonic() + 60, [], []
+        while time.monotonic() < deadline:  # the server reads the files in the background
+            runs = json.loads(urllib.request.urlopen(url + "/data/runs", timeout=5).read())
+            query = urllib.parse.urlencode({"run": "hmkd/seed_0/tensorboard", "tag": "loss/total"})
+            try:
+                rows = json.loads(urllib.request.urlopen(url + "/data/plugin/scalars/scalars?" + query,
+                                                         timeout=5).read())
+            except OSError:
+                rows = []
+            if len(runs) == 2 and [r[1] for r in rows] == list(range(1, 7)):
+                break
+            time.sleep(0.5)
+    finally:
+        server.kill()
+        server.wait()
+    assert sorted(runs) == ["hmkd/seed_0/tensorboard", "teacher/tensorboard"]
+    assert [(r[1], r[2]) for r in rows] == [(1, 101.0), (2, 102.0), (3, 103.0), (4, 1004.0), (5, 1005.0),
+                                            (6, 1006.0)]
+
+
 def test_without_tensorboard_training_goes_on_after_one_warning(tmp_path, monkeypatch, capsys):
     from engine_config import tiny_config
 

@@ -15,6 +15,7 @@ help:
 	@echo "                  STACK=modern: Python 3.11, torch 2)"
 	@echo "make test         run the test suite (CPU, tiny models) in $(VENV)"
 	@echo "make bench        CPU benchmarks, <15 min (JSON in $(BENCH_OUT)/, then a table of figures vs targets)"
+	@echo "make bench-distill the distillation quality benchmark, <45 min (docs/benchmark-distill.md)"
 	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
 	@echo "make gpu-check    the prepared GPU check (CUDA tests + GPU benchmarks, <8 min; GPU_CHECK_FLAGS=--dry-run: CPU)"
 	@echo "make smoke        the main job: jobs/smoke.yaml (teacher, student, HMKD student, report) on this machine"
@@ -36,23 +37,20 @@ smoke: $(VENV)/.installed
 	$(HMKD) submit jobs/smoke.yaml --local --set root=$(SMOKE_ROOT)
 
 # Benchmarks, not tests: JSON under $(BENCH_OUT)/, a printed line per figure, then the table of every figure against
-# its target (python -m hmkd.benchmarks.table). `make bench` is the CPU side in under 15 minutes on 2 cores: its
-# quality part trains one seed per method (BENCH_QUALITY_SEEDS) under $(BENCH_ROOT)-light; `make bench-distill`
-# trains all 3 seeds (about 30 minutes here). Finished stages are reused: rm -r the root to train again.
+# its target (python -m hmkd.benchmarks.table). `make bench` is the CPU side's speed figures in under 15 minutes on
+# 2 cores; `make bench-distill` is the quality benchmark (docs/benchmark-distill.md: 7 methods x 5 paired seeds
+# and the unlabelled-image runs, about 40 minutes here). Finished stages are reused: rm -r the root to train again.
 # `make bench-gpu` sets up its own venv on a bare GPU machine (build/venv-gpu: torch +cu113, no mmcv) with the host's
 # python3 (tools/bench_gpu.py, standard library only), then runs the GPU figures in it (python -m hmkd.benchmarks.gpu).
 BENCH_OUT ?= results
 BENCH_ROOT ?= runs/bench
-BENCH_QUALITY_SEEDS ?= [0]
 BENCH_GPU_PY ?= python3
 BENCH_GPU_FLAGS ?=
 BENCH := $(PY) -m hmkd.benchmarks
 
-.PHONY: bench-gpu bench-data bench-eval bench-export bench-formats bench-quality bench-stacks bench-table
+.PHONY: bench-gpu bench-data bench-eval bench-export bench-formats bench-stacks bench-table
 
 bench-distill: $(VENV)/.installed
-	$(BENCH).context_memory --out $(BENCH_OUT)
-	$(BENCH).distill_step --out $(BENCH_OUT)
 	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)
 
 bench-data: $(VENV)/.installed
@@ -67,10 +65,6 @@ bench-formats: $(VENV)/.installed
 # The exported student (hmkd export): onnxruntime and TorchScript latency against torch eager, CPU, batch 1.
 bench-export: $(VENV)/.installed
 	$(BENCH).export_latency --out $(BENCH_OUT)
-
-bench-quality: $(VENV)/.installed
-	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)-light \
-		$(foreach stage,ce hmkd kd,--set 'stages.$(stage).seeds=$(BENCH_QUALITY_SEEDS)')
 
 bench-table:
 	$(BENCH).table $(BENCH_OUT)
@@ -89,7 +83,6 @@ bench: $(VENV)/.installed
 	$(BENCH).step_formats --out $(BENCH_OUT)
 	$(BENCH).export_latency --out $(BENCH_OUT)
 	$(MAKE) --no-print-directory bench-stacks
-	$(MAKE) --no-print-directory bench-quality
 	$(BENCH).table $(BENCH_OUT)
 
 bench-gpu:

@@ -1,21 +1,114 @@
-"""Distillation quality at a fixed budget: mIoU mean and std over seeds for CE-only, HMKD and KD students.
+"""Distillation quality: does a method move the student, beyond seed noise? (make bench-distill)
 
 Usage: python -m hmkd.benchmarks.distill_quality [--spec jobs/bench_distill.yaml --root runs/bench --set K=V]
 
-Runs the spec through the launcher on this machine (finished stages are reused), then copies the report's
-per-stage mean/std of mIoU into results/distill_quality.json.
+Runs the spec through the launcher on this machine (finished stages are reused), after writing the unlabelled
+images its stages name (a relative ``data.unlabeled`` override is a folder of the experiment, filled with the train
+scenes past the stage's labelled ones). Then, per compare stage, per method: mIoU mean and std over seeds and the
+mean mIoU difference to the compare stage's baseline paired by seed with its 95% t interval (from the reports,
+hmkd.reporting.results). Results in results/distill_quality.json, the chart in results/distill_quality.png, and
+the table printed in the README's markdown. The task and its budget: docs/benchmark-distill.md.
 """
 import argparse
+import os
+import time
 import json
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence
 
+import cv2
+
+from hmkd.atomic import atomic_write_bytes
 from hmkd.benchmarks.common import write_result
-from hmkd.launcher.spec import load_spec
+from hmkd.config.loader import load_yaml_config
+from hmkd.data.builder import DataConfig
+from hmkd.data.synthetic import SyntheticDataset
+from hmkd.launcher.spec import PipelineSpec, load_spec
 from hmkd.launcher.submit import submit_local
+from hmkd.reporting.plots import paired_chart
 from hmkd.rundir import RunDir
 
+UNLABELED_KEY = "data.unlabeled="
+WRITTEN = "WRITTEN"  # written last: a folder without it is rewritten
 
-def main(argv=None) -> Dict[str, Any]:
+
+def write_unlabeled_scenes(folder: str, data: DataConfig, start: int, stop: int) -> int:
+    """The synthetic train scenes ``start..stop-1`` as PNG images (no labels) in ``folder``; kept when complete."""
+    marker = os.path.join(folder, WRITTEN)
+    if os.path.exists(marker):
+        return len([n for n in os.listdir(folder) if n.endswith(".png")])
+    os.makedirs(folder, exist_ok=True)
+    scenes = SyntheticDataset(data.num_classes or 5, data.image_size, stop, split="train", data_seed=data.data_seed,
+                              scene=data.scene)
+    for index in range(start, stop):
+        ok, encoded = cv2.imencode(".png", scenes.load(index)[0])
+        atomic_write_bytes(os.path.join(folder, scenes.sample_name(index) + ".png"), encoded.tobytes())
+    atomic_write_bytes(marker, b"%d\n" % (stop - start))
+    return stop - start
+
+
+def prepare_unlabeled(spec: PipelineSpec) -> Dict[str, int]:
+    """Resolve each stage's relative ``data.unlabeled`` into the experiment folder and write its scenes: the train
+    scenes of the stage's config without overrides, past the ones the stage labels."""
+    written = {}
+    for stage in spec.stages:
+        given = [o for o in stage.overrides if o.startswith(UNLABELED_KEY)]
+        if not given or os.path.isabs(given[-1][len(UNLABELED_KEY):]):
+            continue
+        folder = os.path.join(spec.root, spec.experiment, given[-1][len(UNLABELED_KEY):])
+        others = [o for o in stage.overrides if not o.startswith(UNLABELED_KEY)]
+        labelled = DataConfig.from_dict(load_yaml_config(stage.config, others)["data"])
+        full = DataConfig.from_dict(load_yaml_config(stage.config)["data"])
+        if labelled.name != "synthetic" or full.num_train <= labelled.num_train:
+            raise ValueError("stages.%s: a relative data.unlabeled is filled with synthetic train scenes past the "
+                             "labelled ones, so data.num_train must be lowered below the config's %d"
+                             % (stage.name, full.num_train))
+        written[folder] = write_unlabeled_scenes(folder, labelled, labelled.num_train, full.num_train)
+        stage.overrides = others + [UNLABELED_KEY + folder]
+    return written
+
+
+def method_rows(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    rows = []
+    for entry in report["entries"]:
+        versus = entry.get("vs_baseline") or {}
+        rows.append({"label": entry["label"], "mIoU_mean": entry["mIoU"], "mIoU_std": entry["mIoU_std"],
+                     "seeds": entry["seeds"], "teacher": entry["teacher"], "train_seconds_mean": entry["train_seconds"],
+                     "baseline": versus.get("baseline"), "diff_mean": versus.get("mIoU"),
+                     "diff_ci95": versus.get("ci95"), "within_noise": versus.get("within_noise")})
+    return rows
+
+
+def _pct(value) -> str:
+    return "-" if value is None else "%.2f" % (100 * value)
+
+
+def _signed(value) -> str:
+    return "-" if value is None else "%+.2f" % (100 * value)
+
+
+def markdown_table(groups: Dict[str, List[Dict[str, Any]]]) -> str:
+    """One row per method: mIoU mean ± std over seeds, the paired difference to the group's baseline, its
+    interval and what it says."""
+    lines = ["| labels | method | seeds | mIoU (%) | vs baseline (points) | 95% interval | verdict |",
+             "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for group, rows in groups.items():
+        for row in rows:
+            std = "" if row["mIoU_std"] is None else " ± %s" % _pct(row["mIoU_std"])
+            if row["diff_ci95"] is not None:
+                low, high = row["diff_ci95"]
+                verdict = "within noise" if row["within_noise"] else ("better" if low > 0 else "worse")
+                interval = "%s to %s" % (_signed(low), _signed(high))
+            else:
+                verdict = "baseline" if row["label"] == row["baseline"] or row["baseline"] is None else "-"
+                interval = "-"
+            versus = "" if row["diff_mean"] is None else "%s vs %s" % (_signed(row["diff_mean"]), row["baseline"])
+            lines.append("| %s | %s | %d | %s%s | %s | %s | %s |" % (group, row["label"], row["seeds"],
+                                                                     _pct(row["mIoU_mean"]), std, versus or "-",
+                                                                     interval, verdict))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="jobs/bench_distill.yaml")
     parser.add_argument("--root", default="runs/bench")
@@ -24,19 +117,22 @@ def main(argv=None) -> Dict[str, Any]:
                         help="spec override, e.g. stages.ce.seeds=[0,1] (a lighter budget; repeatable)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec, ["root=%s" % args.root] + args.set)
+    tic = time.time()
+    unlabeled = prepare_unlabeled(spec)
     submit_local(spec)
-    compare_stage = [s for s in spec.stages if s.kind == "compare"][-1]
-    with open(RunDir(spec.stage_dir(compare_stage.name)).report_json) as handle:
-        report = json.load(handle)
-    rows = {e["label"]: {"mIoU_mean": e["mIoU"], "mIoU_std": e["mIoU_std"], "seeds": e["seeds"],
-                         "train_seconds_mean": e["train_seconds"]} for e in report["entries"]}
-    path = write_result(args.out, "distill_quality", {"spec": args.spec, "sets": args.set, "stages": rows})
-    for label, row in rows.items():
-        std = row["mIoU_std"]
-        print("%-8s mIoU %.2f%s over %d seed(s)" % (label, 100 * row["mIoU_mean"],
-                                                     "" if std is None else " ± %.2f" % (100 * std), row["seeds"]))
-    print("-> %s" % path)
-    return rows
+    seconds = time.time() - tic
+    groups = {}
+    for stage in (s for s in spec.stages if s.kind == "compare"):
+        with open(RunDir(spec.stage_dir(stage.name)).report_json) as handle:
+            groups[stage.name] = method_rows(json.load(handle))
+    chart = paired_chart(os.path.join(args.out, "distill_quality.png"), groups)
+    table = markdown_table(groups)
+    path = write_result(args.out, "distill_quality", {
+        "spec": args.spec, "sets": args.set, "wall_seconds": round(seconds, 1), "unlabeled_images": unlabeled,
+        "groups": groups, "chart": chart, "markdown": table})
+    print(table)
+    print("%.1f min (stages already DONE are reused, not timed); -> %s, %s" % (seconds / 60, path, chart))
+    return groups
 
 
 if __name__ == "__main__":

@@ -76,10 +76,14 @@ def _context_memory(r: Dict[str, Any]) -> Iterator[Row]:
 
 
 def _distill_quality(r: Dict[str, Any]) -> Iterator[Row]:
-    for label, row in r["stages"].items():
-        std = row.get("mIoU_std")
-        yield ("mIoU %s (%d seed(s), synthetic)" % (label, row["seeds"]),
-               "%.2f%s" % (100 * row["mIoU_mean"], "" if std is None else " +- %.2f" % (100 * std)), None, "")
+    for group, rows in r["groups"].items():
+        for row in rows:
+            std = row.get("mIoU_std")
+            value = "%.2f%s" % (100 * row["mIoU_mean"], "" if std is None else " +- %.2f" % (100 * std))
+            if row.get("diff_ci95"):
+                value += " (%+.2f, 95%% %+.2f to %+.2f vs %s)" % (100 * row["diff_mean"], 100 * row["diff_ci95"][0],
+                                                                   100 * row["diff_ci95"][1], row["baseline"])
+            yield ("mIoU %s/%s (%d seed(s), context scenes)" % (group, row["label"], row["seeds"]), value, None, "")
 
 
 def _data_pipeline(r: Dict[str, Any]) -> Iterator[Row]:

@@ -16,6 +16,8 @@ Keys (all optional except ``name``; a key that the chosen dataset does not use i
     image_size        synthetic: [h, w] of the generated scenes (default [64, 96])
     num_train         synthetic: scenes in the train split (default 64); num_val: in val and test (default 16)
     data_seed         synthetic: seed of the scene content, separate from the training seed (default 0)
+    scene             synthetic: stripes (default; class from colour and texture) | context (class needs the
+                      region's outline; the distillation benchmark's task, hmkd.data.context_scenes)
     crop_size         [h, w] training crop (default cityscapes [512, 1024], camvid [360, 480], synthetic image_size;
                       required for list)
     scale_range       [lo, hi] random scale (default [0.5, 2.0]); scale_step 0.1 (0 = continuous)
@@ -50,7 +52,7 @@ _USES = {
     "cityscapes": _COMMON | {"root", "train_split", "val_split", "test_split", "label_type"},
     "camvid": _COMMON | {"root", "train_split", "val_split", "test_split"},
     "list": _COMMON | {"root", "train_list", "val_list", "test_list", "num_classes", "class_names"},
-    "synthetic": _COMMON | {"num_classes", "image_size", "num_train", "num_val", "data_seed"},
+    "synthetic": _COMMON | {"num_classes", "image_size", "num_train", "num_val", "data_seed", "scene"},
 }
 
 
@@ -73,6 +75,7 @@ class DataConfig:
     num_train: int = 64
     num_val: int = 16
     data_seed: int = 0
+    scene: str = "stripes"
     crop_size: Optional[List[int]] = None
     scale_range: List[float] = dataclasses.field(default_factory=lambda: [0.5, 2.0])
     scale_step: float = 0.1
@@ -168,7 +171,7 @@ def build_dataset(cfg: Union[Dict[str, Any], DataConfig], split: str = "train", 
     else:
         length = config.num_train if split == "train" else config.num_val
         dataset = SyntheticDataset(config.num_classes or 5, config.image_size, length, split=split,
-                                   data_seed=config.data_seed, transform=transform, seed=seed)
+                                   data_seed=config.data_seed, transform=transform, seed=seed, scene=config.scene)
     if level != "none":
         dataset.validate(level, workers=config.validate_workers)
     return dataset

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from hmkd.data.base import IGNORE_INDEX, SegDataset, default_palette
+from hmkd.data.context_scenes import check_context_classes, generate_context_scene
 from hmkd.data.files import DatasetError
 from hmkd.data.validation import LEVELS, identity_spec, label_value_problem
 
@@ -74,11 +75,20 @@ def generate_scene(rng: np.random.Generator, num_classes: int,
     return np.ascontiguousarray(image_rgb[..., ::-1]), label
 
 
+SCENES = {"stripes": generate_scene, "context": generate_context_scene}
+
+
 class SyntheticDataset(SegDataset):
-    """``length`` generated scenes per split; ``data_seed`` fixes the content, ``seed`` the augmentation."""
+    """``length`` generated scenes per split; ``data_seed`` fixes the content, ``seed`` the augmentation; ``scene``
+    is the generator (SCENES: ``stripes``, the class readable from local appearance, or ``context``, where it needs
+    the region's outline: hmkd.data.context_scenes)."""
 
     def __init__(self, num_classes: int = 5, image_size: Sequence[int] = (64, 96), length: int = 64,
-                 split: str = "train", data_seed: int = 0, transform=None, seed: int = 0):
+                 split: str = "train", data_seed: int = 0, transform=None, seed: int = 0, scene: str = "stripes"):
+        if scene not in SCENES:
+            raise ValueError("data.scene must be one of %s, got %r" % (", ".join(SCENES), scene))
+        if scene == "context":
+            check_context_classes(num_classes)
         if split not in SPLIT_CODES:
             raise ValueError("synthetic split must be one of %s, got %r" % (", ".join(SPLIT_CODES), split))
         if not 0 < num_classes < IGNORE_INDEX:
@@ -92,6 +102,7 @@ class SyntheticDataset(SegDataset):
                          name="synthetic %s" % split)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.length, self.split, self.data_seed = int(length), split, int(data_seed)
+        self.generate = SCENES[scene]
 
     def __len__(self) -> int:
         return self.length
@@ -103,7 +114,7 @@ class SyntheticDataset(SegDataset):
         if not 0 <= index < self.length:
             raise IndexError("index %d out of range for %d synthetic samples" % (index, self.length))
         rng = np.random.Generator(np.random.PCG64([self.data_seed, SPLIT_CODES[self.split], index]))
-        return generate_scene(rng, self.num_classes, self.image_size)
+        return self.generate(rng, self.num_classes, self.image_size)
 
     def validate(self, level: str = "full", workers: Optional[int] = None, max_report: int = 5) -> int:
         """Nothing on disk to check; ``full`` still generates every scene and checks its label range."""

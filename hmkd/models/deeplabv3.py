@@ -13,7 +13,7 @@ The ResNet is timm's (layer3 dilation 2, layer4 dilation 4 at output stride 8), 
 torchvision's, so ``resnet18-5c106cde.pth`` and friends load as they are; hmkd.models.deeplabv3_keys renames the
 CIRKD and mmsegmentation layouts to these names.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -28,6 +28,7 @@ from hmkd.models.registry import register_model
 
 HEADS = ("cirkd", "mmseg")
 BASIC_BLOCK_DILATIONS = ("both", "first")
+RESNET_WIDTHS = (64, 128, 256, 512)
 
 
 @dataclass
@@ -38,7 +39,8 @@ class DeepLabV3Options:
     3->32->32->64); ``head``: ``cirkd`` (ASPP projected by a 1x1 conv, then a 3x3 conv) or ``mmseg`` (its ASPPHead:
     one 3x3 conv over the concatenated branches); ``basic_block_dilation``: which 3x3 convs of a dilated
     ResNet-18/34 block are dilated, ``both`` (CIRKD, timm) or ``first`` (mmseg); ``output_stride``: 8 (dilated, the
-    papers'), 16 or 32."""
+    papers'), 16 or 32; ``stage_widths``: the four ResNet stages' widths before the block expansion (default 64,
+    128, 256, 512: the published ResNets; narrower ones make small students, e.g. the distillation benchmark's)."""
 
     aspp_width: Optional[int] = None
     aux_head: bool = False
@@ -48,6 +50,7 @@ class DeepLabV3Options:
     basic_block_dilation: str = "both"
     output_stride: int = 8
     base_width: int = 64
+    stage_widths: List[int] = field(default_factory=lambda: list(RESNET_WIDTHS))
 
     def __post_init__(self):
         if self.aspp_width is not None:
@@ -60,6 +63,9 @@ class DeepLabV3Options:
         check_choice("basic_block_dilation", self.basic_block_dilation, BASIC_BLOCK_DILATIONS)
         check_choice("output_stride", self.output_stride, (8, 16, 32))
         check_at_least("base_width", self.base_width, 1)
+        if len(self.stage_widths) != 4 or min(self.stage_widths) < 1:
+            raise ValueError("stage_widths must be four positive widths, one per ResNet stage, got %r"
+                             % (self.stage_widths,))
 
 
 @dataclass
@@ -160,15 +166,16 @@ class DeepLabV3(nn.Module):
     def __init__(self, num_classes: int, block: Type[Union[BasicBlock, Bottleneck]], layers: Sequence[int],
                  aspp_width: Optional[int] = None, aux_head: bool = False, deep_stem: bool = False,
                  stem_width: int = 64, head: str = "cirkd", basic_block_dilation: str = "both",
-                 output_stride: int = 8, base_width: int = 64):
+                 output_stride: int = 8, base_width: int = 64, stage_widths: Sequence[int] = RESNET_WIDTHS):
         super().__init__()
         stem = dict(stem_type="deep", stem_width=stem_width) if deep_stem else {}
         self.backbone = ResNet(block=block, layers=list(layers), num_classes=0, global_pool="",
-                               output_stride=output_stride, base_width=base_width, **stem)
+                               output_stride=output_stride, base_width=base_width, channels=tuple(stage_widths),
+                               **stem)
         if basic_block_dilation == "first":
             undilate_second_convs(self.backbone)
         expansion = block.expansion
-        channels = [c * expansion for c in (64, 128, 256, 512)]
+        channels = [c * expansion for c in stage_widths]
         reductions = [4, 8, min(16, output_stride), min(32, output_stride)]
         self.feature_info = [FeatureInfo(c, r) for c, r in zip(channels, reductions)]
         self.logits_reduction = output_stride

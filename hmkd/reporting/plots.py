@@ -3,6 +3,7 @@
 Usage:
     plot_run(RunDir(run_dir))          # run_dir/plots/losses.png and val_miou.png, from metrics.jsonl
     report_charts(RunDir(out_dir), entries)    # miou.png and per_class_iou.png, from the results table's entries
+    paired_chart("results/distill_quality.png", groups)   # the distillation benchmark: mIoU and paired differences
 """
 import io
 import os
@@ -90,3 +91,35 @@ def report_charts(report: RunDir, entries: Sequence[Dict[str, Any]]) -> List[str
     ax.legend()
     written.append(_save(fig, report.per_class_chart))
     return written
+
+
+def paired_chart(path: str, groups: Dict[str, List[Dict[str, Any]]]) -> str:
+    """The distillation benchmark (hmkd.benchmarks.distill_quality): per group of methods, mIoU mean ± std over
+    seeds, and each method's mean difference to the group's baseline paired by seed with its 95% interval; an
+    interval across the dashed zero line is within noise."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(groups), 2, figsize=(10, 3.2 * len(groups)), squeeze=False)
+    for (group, rows), (left, right) in zip(groups.items(), axes):
+        labels = [r["label"] for r in rows]
+        left.errorbar(range(len(rows)), [100 * r["mIoU_mean"] for r in rows],
+                      yerr=[100 * (r["mIoU_std"] or 0) for r in rows], fmt="o", capsize=4, color="#4c72b0")
+        left.set_xticks(range(len(rows)))
+        left.set_xticklabels(labels, rotation=30, ha="right")
+        left.set_ylabel("mIoU (%)")
+        left.set_title("%s: mIoU, mean ± std over seeds" % group)
+        left.grid(axis="y", alpha=0.3)
+        paired = [r for r in rows if r.get("diff_ci95")]
+        for i, r in enumerate(paired):
+            low, high = (100 * v for v in r["diff_ci95"])
+            mean = 100 * r["diff_mean"]
+            right.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
+                           color="#999999" if r["within_noise"] else ("#55a868" if low > 0 else "#c44e52"))
+        right.axhline(0.0, color="black", linestyle="--", linewidth=1)
+        right.set_xticks(range(len(paired)))
+        right.set_xticklabels([r["label"] for r in paired], rotation=30, ha="right")
+        right.set_ylabel("mIoU difference (points)")
+        baseline = paired[0]["baseline"] if paired else "baseline"
+        right.set_title("%s: vs %s, paired by seed, 95%% interval" % (group, baseline))
+        right.grid(axis="y", alpha=0.3)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return _save(fig, path)

@@ -106,3 +106,24 @@ def test_mmseg_options_build_mmseg_network():
 def test_option_values_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         build_model("deeplabv3_tiny", 3, **options)
+
+
+def test_stage_widths_make_a_narrow_student_with_declared_features():
+    import torch
+    from hmkd.models import build_model
+    model = build_model("deeplabv3_tiny", 7, stage_widths=[16, 32, 64, 128], deep_stem=True, stem_width=16,
+                        aux_head=True)
+    assert [f.channels for f in model.feature_info] == [16, 32, 64, 128]
+    out = model(torch.randn(2, 3, 40, 56))
+    assert [f.shape[1] for f in out.features] == [16, 32, 64, 128]
+    assert out.logits.shape == (2, 7, 5, 7)
+    assert sum(p.numel() for p in model.parameters()) < 0.5e6
+    wide = build_model("deeplabv3_r50", 3, stage_widths=[8, 16, 32, 64])
+    assert [f.channels for f in wide.feature_info] == [32, 64, 128, 256]  # Bottleneck expansion 4
+
+
+def test_stage_widths_are_checked():
+    import pytest
+    from hmkd.models import build_model
+    with pytest.raises(ValueError, match="stage_widths must be four positive widths"):
+        build_model("deeplabv3_tiny", 3, stage_widths=[16, 32, 64])

@@ -18,8 +18,9 @@ from hmkd.data.validation import LabelSpec, check_samples
 
 __all__ = [
     "IGNORE_INDEX", "DATASET_NAMES", "CamVidDataset", "CityscapesDataset", "DataConfig", "DatasetError",
-    "EvalTransform", "LabelSpec", "ListDataset", "MixedDataset", "NORMALIZATIONS", "Normalize", "Renormalize", "Sample", "SegDataset", "SyntheticDataset",
-    "TrainTransform", "UnlabeledImages", "build_dataset", "build_unlabeled", "camvid_samples", "check_samples", "cityscapes_samples", "colorize",
-    "generate_scene", "label_id_to_train_id", "read_image", "read_label", "read_sample_list", "renormalizer",
-    "sample_rng", "unlabeled_paths", "with_unlabeled", "write_sample_list",
+    "EvalTransform", "LabelSpec", "ListDataset", "MixedDataset", "NORMALIZATIONS", "Normalize", "Renormalize",
+    "Sample", "SegDataset", "SyntheticDataset", "TrainTransform", "UnlabeledImages", "build_dataset",
+    "build_unlabeled", "camvid_samples", "check_samples", "cityscapes_samples", "colorize", "generate_scene",
+    "label_id_to_train_id", "read_image", "read_label", "read_sample_list", "renormalizer", "sample_rng",
+    "unlabeled_paths", "with_unlabeled", "write_sample_list",
 ]

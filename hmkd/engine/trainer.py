@@ -160,9 +160,9 @@ class Trainer:
                                         len(self.unlabeled_set or ()), cfg.data.unlabeled_batch(t.batch_size))
         loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
         loader_rng.manual_seed(t.seed)
-        self.loader = DataLoader(with_unlabeled(self.train_set, self.unlabeled_set), batch_sampler=self.sampler, num_workers=t.num_workers,
-                                 pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0,
-                                 generator=loader_rng)
+        self.loader = DataLoader(with_unlabeled(self.train_set, self.unlabeled_set), batch_sampler=self.sampler,
+                                 num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=t.num_workers > 0, generator=loader_rng)
         self.checkpoints = CheckpointManager(self.files.checkpoints, keep=t.keep_checkpoints)
         self.logger = MetricsLogger(run_dir, cfg.schedule.max_iters, enabled=self.env.is_main)
         self.step = 0
@@ -211,8 +211,8 @@ class Trainer:
         images (or on how many) cannot continue its order, which is said in one line."""
         count, saved_count = len(self.unlabeled_set or ()), (saved or {}).get("images", 0)
         if saved_count != count:
-            raise ValueError("data.unlabeled: the checkpoint %s was trained with %d unlabelled images, the config gives "
-                             "%d; set data.unlabeled as that run had it, or start a new run directory"
+            raise ValueError("data.unlabeled: the checkpoint %s was trained with %d unlabelled images, the config "
+                             "gives %d; set data.unlabeled as that run had it, or start a new run directory"
                              % (self.checkpoints.loaded, saved_count, count))
         if saved:
             self.unlabeled_position = self.sampler.unlabeled_resumed((saved["epoch"], saved["consumed"]))

@@ -56,7 +56,8 @@ def test_cityscapes_train_extra_layout_and_shortcut(make_cityscapes):
         "augsburg/augsburg_000000_000019_leftImg8bit.png", "augsburg/augsburg_000001_000019_leftImg8bit.png",
         "bad_honnef/bad_honnef_000000_000019_leftImg8bit.png"]
     assert unlabeled_paths(folder) == [s.image for s in images.samples]  # the folder itself: the same images
-    assert images.transform is labelled.transform and images.seed == 3 and images.num_classes == 19
+    assert isinstance(images, UnlabeledImages) and images.transform is labelled.transform and images.seed == 3
+    assert images.num_classes == 19 and images.class_names == labelled.class_names
     item = images[(0, 2)]
     assert item["image"].shape == (3, 8, 12) and item["name"] == "bad_honnef_000000_000019_leftImg8bit"
     assert torch.all(item["label"] == IGNORE_INDEX)

@@ -218,6 +218,19 @@ class ExperimentConfig:
         if self.eval.server_files and self.data.name != "cityscapes":
             raise ValueError("eval.server_files writes Cityscapes benchmark-server files, but data.name is %r; set "
                              "eval.server_files=false or evaluate a Cityscapes split" % self.data.name)
+        if self.data.unlabeled:
+            self._check_unlabeled()
+
+    def _check_unlabeled(self) -> None:
+        """Unlabelled images need a place in each batch and terms that read them: a term that masks pixels by
+        their labels (kd with ignore_void) would see none of them, since their labels are all void."""
+        if self.data.unlabeled_batch(self.train.batch_size) < 1:
+            raise ValueError("data.unlabeled_ratio=%g x train.batch_size=%d rounds to 0 unlabelled images per batch; "
+                             "raise data.unlabeled_ratio to at least %g (one per batch)"
+                             % (self.data.unlabeled_ratio, self.train.batch_size, 1.0 / self.train.batch_size))
+        if (self.loss.terms.get("kd") or {}).get("ignore_void"):
+            raise ValueError("loss.terms.kd.ignore_void=true leaves out every data.unlabeled image (their labels are "
+                             "all void); set loss.terms.kd.ignore_void=false or remove data.unlabeled")
 
     def to_dict(self) -> Dict[str, Any]:
         out = to_dict(self)

@@ -25,9 +25,10 @@ Sample = namedtuple("Sample", ["image", "label"])
 Sample.__doc__ = "Absolute paths of one image and its label (None: unlabelled, as a test split's images may be)."
 
 
-def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    """The generator for one sample's augmentation: a pure function of its key, so workers and resumes agree."""
-    return np.random.Generator(np.random.PCG64([int(seed), int(epoch), int(index)]))
+def sample_rng(seed: int, epoch: int, index: int, *salt: int) -> np.random.Generator:
+    """The generator for one sample's augmentation: a pure function of its key, so workers and resumes agree.
+    ``salt``: extra words that set apart a second stream of samples keyed the same (hmkd.data.unlabeled)."""
+    return np.random.Generator(np.random.PCG64([int(seed), int(epoch), int(index)] + [int(s) for s in salt]))
 
 
 def default_palette(num_classes: int) -> List[Tuple[int, int, int]]:
@@ -83,6 +84,9 @@ class SegDataset(Dataset):
         """Called by the sampler each epoch; augmentation of index i depends only on (seed, epoch, i)."""
         self.epoch = int(epoch)
 
+    def augmentation_rng(self, epoch: int, index: int) -> np.random.Generator:
+        return sample_rng(self.seed, epoch, index)
+
     def sample_name(self, index: int) -> str:
         return os.path.splitext(os.path.basename(self.samples[index].image))[0]
 
@@ -108,7 +112,7 @@ class SegDataset(Dataset):
         if index < 0:
             index += len(self)
         image, label = self.load(index)
-        image_chw, label_hw = self.transform(image, label, sample_rng(self.seed, epoch, index))
+        image_chw, label_hw = self.transform(image, label, self.augmentation_rng(epoch, index))
         return {"image": image_chw, "label": label_hw, "name": self.sample_name(index)}
 
     def validate(self, level: str = "full", workers: Optional[int] = None, max_report: int = 5) -> int:

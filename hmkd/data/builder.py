@@ -2,6 +2,7 @@
 
 Usage:
     train_set = build_dataset(cfg["data"], split="train", train=True, seed=cfg["seed"])
+    unlabeled_set = build_unlabeled(cfg["data"], train_set)     # None without data.unlabeled
     val_set = build_dataset(cfg["data"], split="val")
 
 Keys (all optional except ``name``; a key that the chosen dataset does not use is warned about):
@@ -27,6 +28,13 @@ Keys (all optional except ``name``; a key that the chosen dataset does not use i
                       normalises its data for the student's resolved ``model.normalize`` (hmkd.config.schema)
     validate          none | quick (default: files exist and pair up) | full (decode every file); true = full
     validate_workers  threads for full validation (default 8)
+    unlabeled         images without labels trained beside the labelled split (default "": none): a folder searched
+                      recursively for .png/.jpg/.jpeg (sorted), a .txt/.lst list of image paths (relative ones
+                      against the list's folder), or cityscapes:train_extra (<root>/leftImg8bit/train_extra). They
+                      get all-void labels and the training transform: CE counts labelled pixels only, label-free
+                      distillation terms every image (hmkd.data.unlabeled)
+    unlabeled_ratio   unlabelled images per labelled one in each batch (default 1.0): a process's batch is
+                      train.batch_size labelled + round(unlabeled_ratio * train.batch_size) unlabelled (>= 1)
 
 The section is checked by hmkd.config.typed like every other: an unknown key fails with the closest valid one and
 errors carry the full path (``data.crop_size must be ...``).
@@ -42,12 +50,15 @@ from hmkd.data.cityscapes import LABEL_TYPES, CityscapesDataset
 from hmkd.data.listfile import ListDataset
 from hmkd.data.synthetic import SyntheticDataset
 from hmkd.data.transforms import NORMALIZATIONS, EvalTransform, TrainTransform
+from hmkd.data.unlabeled import CITYSCAPES_PREFIX, UnlabeledImages, resolve_source, unlabeled_paths
 
 DATASET_NAMES = ("cityscapes", "camvid", "list", "synthetic")
 SPLITS = ("train", "val", "test")
 VALIDATE_LEVELS = ("none", "quick", "full")
 DEFAULT_CROP = {"cityscapes": [512, 1024], "camvid": [360, 480]}
-_COMMON = {"name", "crop_size", "scale_range", "scale_step", "flip", "normalize", "validate", "validate_workers"}
+_COMMON = {"name", "crop_size", "scale_range", "scale_step", "flip", "normalize", "validate", "validate_workers",
+           "unlabeled", "unlabeled_ratio"}
+_UNLABELED_KEYS = {"unlabeled", "unlabeled_ratio"}
 _USES = {
     "cityscapes": _COMMON | {"root", "train_split", "val_split", "test_split", "label_type"},
     "camvid": _COMMON | {"root", "train_split", "val_split", "test_split"},
@@ -83,6 +94,8 @@ class DataConfig:
     normalize: str = "imagenet_rgb"
     validate: Union[str, bool] = "quick"
     validate_workers: int = 8
+    unlabeled: str = ""
+    unlabeled_ratio: float = 1.0
 
     def __post_init__(self):
         def need(ok: bool, field: str, expected: str) -> None:
@@ -110,6 +123,14 @@ class DataConfig:
             need(self.num_classes is not None, "num_classes", "set for name=list")
         if self.name in ("cityscapes", "camvid"):
             need(bool(self.root), "root", "the dataset directory for name=%s" % self.name)
+        need(self.unlabeled_ratio > 0, "unlabeled_ratio", "> 0 (unlabelled images per labelled image in a batch)")
+        shortcut = self.unlabeled.startswith(CITYSCAPES_PREFIX)
+        need(not shortcut or bool(self.root and self.unlabeled[len(CITYSCAPES_PREFIX):]), "unlabeled",
+             "a folder, a .txt/.lst list, or cityscapes:<split> (e.g. train_extra) with data.root set")
+
+    def unlabeled_batch(self, batch_size: int) -> int:
+        """Unlabelled images per process batch beside ``batch_size`` labelled ones; 0 without data.unlabeled."""
+        return int(round(self.unlabeled_ratio * batch_size)) if self.unlabeled else 0
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], where: str = "data") -> "DataConfig":
@@ -121,10 +142,13 @@ class DataConfig:
         ignored = sorted(set(keys) - _USES[self.name])
         if ignored:
             warnings.warn("%s keys %s are ignored for name=%s" % (where or "data", ", ".join(ignored), self.name))
+        if "unlabeled_ratio" in keys and not self.unlabeled:
+            warnings.warn("%s.unlabeled_ratio is ignored without %s.unlabeled" % (where or "data", where or "data"))
 
     def to_dict(self) -> Dict[str, Any]:
         """The keys this dataset uses, so a saved config reloads without 'ignored key' warnings."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k in _USES[self.name]}
+        uses = _USES[self.name] - (set() if self.unlabeled else _UNLABELED_KEYS)  # saved configs stay as they were
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in uses}
 
 
 def _validate_level(level: Union[None, bool, str], config: DataConfig) -> str:
@@ -175,3 +199,19 @@ def build_dataset(cfg: Union[Dict[str, Any], DataConfig], split: str = "train", 
     if level != "none":
         dataset.validate(level, workers=config.validate_workers)
     return dataset
+
+
+def build_unlabeled(cfg: Union[Dict[str, Any], DataConfig], labelled: SegDataset,
+                    validate: Union[None, bool, str] = None) -> Optional[UnlabeledImages]:
+    """The ``data.unlabeled`` images with ``labelled``'s transform, seed and label format, checked at ``validate``
+    level (as build_dataset); None when the config names none."""
+    config = cfg if isinstance(cfg, DataConfig) else DataConfig.from_dict(dict(cfg))
+    if not config.unlabeled:
+        return None
+    images = UnlabeledImages(unlabeled_paths(config.unlabeled, config.root), labelled, transform=labelled.transform,
+                             seed=labelled.seed, name="data.unlabeled %s" % resolve_source(config.unlabeled,
+                                                                                            config.root))
+    level = _validate_level(validate, config)
+    if level != "none":
+        images.validate(level, workers=config.validate_workers)
+    return images

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from hmkd import __version__
 from hmkd.config import ExperimentConfig
 from hmkd.config.schema import resolve_normalization
-from hmkd.data import build_dataset, renormalizer
+from hmkd.data import build_dataset, build_unlabeled, renormalizer, with_unlabeled
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
@@ -121,6 +121,7 @@ class Trainer:
         seed_everything(t.seed, self.env.rank, t.deterministic)
         self.device = self.env.device
         self.train_set = build_dataset(cfg.data, split="train", train=True, seed=t.seed)
+        self.unlabeled_set = build_unlabeled(cfg.data, self.train_set)  # None without data.unlabeled
         self.val_set = build_dataset(cfg.data, split=cfg.eval.split, train=False, validate="none")
         self.num_classes = self.train_set.num_classes
         student = build_model(cfg.model.name, self.num_classes, pretrained=cfg.model.pretrained,
@@ -155,17 +156,19 @@ class Trainer:
         self.teacher_precision = resolve_precision((cfg.teacher.amp or None) if cfg.teacher else None, self.device,
                                                    "teacher.amp", self.warn)
         self.scaler = grad_scaler(self.precision.needs_scaler)
-        self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed)
+        self.sampler = ResumableSampler(len(self.train_set), t.batch_size, self.env.rank, self.env.world_size, t.seed,
+                                        len(self.unlabeled_set or ()), cfg.data.unlabeled_batch(t.batch_size))
         loader_rng = torch.Generator()  # keeps worker seeding off the global RNG, which resume restores exactly
         loader_rng.manual_seed(t.seed)
-        self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=t.num_workers,
-                                 pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0,
-                                 generator=loader_rng)
+        self.loader = DataLoader(with_unlabeled(self.train_set, self.unlabeled_set), batch_sampler=self.sampler,
+                                 num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=t.num_workers > 0, generator=loader_rng)
         self.checkpoints = CheckpointManager(self.files.checkpoints, keep=t.keep_checkpoints)
         self.logger = MetricsLogger(run_dir, cfg.schedule.max_iters, enabled=self.env.is_main)
         self.step = 0
         self.epoch = 0
         self.consumed = 0
+        self.unlabeled_position = (0, 0)  # the unlabelled stream's (epoch, consumed), which wraps on its own
         self.train_seconds = 0.0  # summed over every process lifetime of this run (requeues included)
         self._clock = time.time()
         self.preemption = PreemptionWatch()
@@ -192,7 +195,27 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "consumed": self.consumed, "train_seconds": self.elapsed(),
                 "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "world_size": self.env.world_size, "hmkd_version": __version__, "config": self.cfg.to_dict()}
+                "world_size": self.env.world_size, "hmkd_version": __version__, "config": self.cfg.to_dict(),
+                **self.unlabeled_state()}
+
+    def unlabeled_state(self) -> Dict[str, Any]:
+        """The unlabelled stream's position for the checkpoint; nothing without data.unlabeled, so such checkpoints
+        are what they were."""
+        if self.unlabeled_set is None:
+            return {}
+        epoch, consumed = self.unlabeled_position
+        return {"unlabeled": {"epoch": epoch, "consumed": consumed, "images": len(self.unlabeled_set)}}
+
+    def restore_unlabeled(self, saved: Optional[Dict[str, Any]]) -> None:
+        """The unlabelled stream resumes where it was; a checkpoint and a config that disagree on having unlabelled
+        images (or on how many) cannot continue its order, which is said in one line."""
+        count, saved_count = len(self.unlabeled_set or ()), (saved or {}).get("images", 0)
+        if saved_count != count:
+            raise ValueError("data.unlabeled: the checkpoint %s was trained with %d unlabelled images, the config "
+                             "gives %d; set data.unlabeled as that run had it, or start a new run directory"
+                             % (self.checkpoints.loaded, saved_count, count))
+        if saved:
+            self.unlabeled_position = self.sampler.unlabeled_resumed((saved["epoch"], saved["consumed"]))
 
     def save(self, metric: Optional[float] = None) -> None:
         rngs = gather_objects(rng_state(), self.env)  # every rank's RNG, so each resumes its own stream
@@ -219,6 +242,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
+        self.restore_unlabeled(state.get("unlabeled"))
         self.train_seconds, self._clock = state["train_seconds"], time.time()
         if state["world_size"] == self.env.world_size:
             set_rng_state(state["rng"][self.env.rank])
@@ -233,9 +257,10 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def batches(self):
         while True:
-            self.sampler.set_position(self.epoch, self.consumed)
-            for batch in self.loader:
+            self.sampler.set_position(self.epoch, self.consumed, self.unlabeled_position)
+            for batch in self.loader:  # counted as they arrive: the loader's workers run ahead of the sampler
                 self.consumed += 1
+                self.unlabeled_position = self.sampler.unlabeled_after(self.unlabeled_position)
                 yield batch
             self.epoch, self.consumed = self.epoch + 1, 0
 
@@ -318,6 +343,7 @@ class Trainer:
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
                             % (self.cfg.model.name, total_steps, global_batch, t.batch_size, self.env.world_size,
                                t.grad_accum, self.device))
+        self.logger.message(self.sampler.describe())
         self.module.train()
         if self.teacher is not None:
             self.teacher.eval()

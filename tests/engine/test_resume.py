@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -39,23 +41,46 @@ def distill_sections(tmp_path):
                                "gla": {"weight": 1.0, "dim": 16, "patch_size": 2}, "hfa": {"weight": 1.0}}}}
 
 
-@pytest.mark.parametrize("method", ["train", "distill"])
+def unlabeled_sections(tmp_path):
+    """Five unlabelled PNG scenes of assorted sizes beside the 12 labelled ones, two per batch: the unlabelled stream
+    has epochs of 2 batches against the labelled 6 (one image left over each time) and wraps on its own."""
+    from hmkd.data import generate_scene
+
+    folder = tmp_path / "unlabeled" / "city"
+    folder.mkdir(parents=True)
+    for k in range(5):
+        image, _ = generate_scene(np.random.Generator(np.random.PCG64([7, k])), 3, (28 + 4 * k, 48))
+        assert cv2.imwrite(str(folder / ("frame_%d.png" % k)), image)
+    return {"data": {"unlabeled": str(tmp_path / "unlabeled"), "unlabeled_ratio": 1.0}}
+
+
+@pytest.mark.parametrize("method", ["train", "distill", "distill_unlabeled"])
 def test_sigkill_and_resume_is_bitwise_equal_single_process(tmp_path, write_config, method):
-    extra = distill_sections(tmp_path) if method == "distill" else {}
+    extra = distill_sections(tmp_path) if method.startswith("distill") else {}
+    kill_step = random.Random().randint(4, 11)  # after the first checkpoint (every 3 steps): a real resume
+    if method == "distill_unlabeled":
+        extra.update(unlabeled_sections(tmp_path))
+        # resumed from step 3 or 9, where the unlabelled stream is mid-epoch and in another epoch than the labelled
+        kill_step, method = random.Random().choice([4, 5, 10, 11]), "distill"
     config = write_config(train={"num_workers": 1}, **extra)
     reference = str(tmp_path / "reference")
     result = run_cli(method, config, "--run-dir", reference)
     assert result.returncode == 0, result.stderr
-    kill_step = random.Random().randint(4, 11)  # after the first checkpoint (every 3 steps): a real resume
     resumed = str(tmp_path / "resumed")
     code = kill_at_step([sys.executable, "-m", "hmkd", method, config, "--run-dir", resumed], kill_step, cli_env())
     assert code == -signal.SIGKILL
     assert not os.path.exists(os.path.join(resumed, "DONE"))
+    if "data" in extra:
+        assert "12 labelled + 5 unlabelled images; batch = 2 labelled + 2 unlabelled" in result.stdout
+        saved = final_state(resumed)
+        assert saved["step"] in (3, 9) and saved["unlabeled"]["images"] == 5
+        assert saved["unlabeled"]["consumed"] == 1 and saved["unlabeled"]["epoch"] != saved["epoch"]
     result = run_cli(method, config, "--run-dir", resumed)
     assert result.returncode == 0, result.stderr
     assert "resumed from step" in result.stdout
     reference_state = final_state(reference)
     assert_bitwise_equal(reference_state, final_state(resumed))
+    assert reference_state.get("unlabeled") == final_state(resumed).get("unlabeled")
     if method == "distill":
         assert any(k.startswith("criterion.terms.gla.") for k in reference_state["model"])
     assert os.path.isfile(os.path.join(resumed, "DONE"))

@@ -343,7 +343,8 @@ class Trainer:
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
                             % (self.cfg.model.name, total_steps, global_batch, t.batch_size, self.env.world_size,
                                t.grad_accum, self.device))
-        self.logger.message(self.sampler.describe())
+        if self.unlabeled_set is not None:
+            self.logger.message(self.sampler.describe())
         self.module.train()
         if self.teacher is not None:
             self.teacher.eval()

@@ -116,3 +116,33 @@ def test_probe_restores_eval_mode_too_and_record_keeps_start_only_for_the_same_p
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         read_cka(str(tmp_path / "bad.json"))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_rank_0_probes_and_both_ranks_finish(tmp_path, write_config):
+    """Only rank 0 runs the probe (no collective in it): the ranks stay in step to the end, and the start values
+    equal a single process's, whose student is rank 0's (DDP hands rank 0's weights to every rank)."""
+    import subprocess
+    import sys
+
+    from runner import REPO, cli_env, run_cli
+
+    path = tmp_path / "teacher.pth"
+    torch.manual_seed(1)
+    torch.save({"model": build_model("segformer_tiny", 3).state_dict()}, path)
+    config = write_config(teacher={"name": "segformer_tiny", "checkpoint": str(path)},
+                          loss={"terms": {"ce": {"weight": 1.0}, "aux_ce": {"weight": 0.4}, "gla": GLA,
+                                          "hfa": {"weight": 1.0}}},
+                          schedule={"max_iters": 3})
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+                "-m", "hmkd"]
+    two = str(tmp_path / "two")
+    result = subprocess.run(torchrun + ["distill", config, "--run-dir", two], capture_output=True, text=True,
+                            timeout=600, env=cli_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = str(tmp_path / "one")
+    assert run_cli("distill", config, "--run-dir", one).returncode == 0
+    record_two, record_one = read_cka(os.path.join(two, "cka.json")), read_cka(os.path.join(one, "cka.json"))
+    assert record_two["steps"] == {"start": 0, "end": 3} and os.path.isfile(os.path.join(two, "DONE"))
+    assert record_two["start"] == pytest.approx(record_one["start"], rel=1e-9)
+    assert all(0 <= v <= 1 for v in record_two["end"].values())

@@ -8,9 +8,10 @@ Usage:
     <root>/<experiment>/<stage>/            a stage directory: launcher.json, submitit/ (its jobs' logs)
         [seed_<k>/]                         a run directory per seed when the stage has seeds, else the stage dir:
             config.yaml   checkpoints/   metrics.jsonl   tensorboard/   train.log   ranks.json   eval.json   model.pth
+            cka.json      (distillation: teacher-student CKA at the aligned stages, start and end)
             plots/   DONE   server/   server.zip      (the last two: an evaluation with eval.server_files)
             model.onnx   model.torchscript.pt           (hmkd export: the student for deployment)
-        report.md  report.json  miou.png  per_class_iou.png     (the report stage)
+        report.md  report.json  miou.png  per_class_iou.png  loss_terms.png     (the report stage)
 
 DONE is written last and holds the stage's result as JSON, so a reader that sees it sees a finished stage.
 """
@@ -63,6 +64,11 @@ class RunDir(NamedTuple):
         return self.file("eval.json")
 
     @property
+    def cka(self) -> str:
+        """Teacher-student linear CKA at the aligned stages, at step 0 and after the last step (distillation)."""
+        return self.file("cka.json")
+
+    @property
     def model(self) -> str:
         """The trained student alone (no alignment modules, no optimizer): what later stages and users load."""
         return self.file("model.pth")
@@ -104,6 +110,11 @@ class RunDir(NamedTuple):
     @property
     def per_class_chart(self) -> str:
         return self.file("per_class_iou.png")
+
+    @property
+    def term_chart(self) -> str:
+        """The distilled stages' loss-term curves, each relative to its first logged window."""
+        return self.file("loss_terms.png")
 
     @property
     def done(self) -> str:

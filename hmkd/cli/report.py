@@ -1,7 +1,8 @@
 """hmkd report RUN_DIR [RUN_DIR ...] [--json]: the results table of finished stages or runs, from their eval.json.
 
 A RUN_DIR is a run directory, or a stage directory whose seed_* runs are aggregated (mean ± std) under its name;
-the table is the one the pipeline's compare stage writes.
+the table is the one the pipeline's compare stage writes, followed by the distilled stages' diagnostics (loss terms
+first and last, teacher-student CKA) from the runs' metrics.jsonl and cka.json.
 """
 import json
 import os
@@ -19,11 +20,16 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hmkd.evaluation.record import EvalRecord
+    from hmkd.reporting.diagnostics import diagnostics, diagnostics_markdown
     from hmkd.reporting.results import aggregate, markdown
     from hmkd.rundir import found_runs
 
-    rows = [(os.path.basename(os.path.normpath(d)), EvalRecord.read(run.eval_json))
-            for d in args.run_dirs for run in found_runs(d)]
+    trained = [(os.path.basename(os.path.normpath(d)), run) for d in args.run_dirs for run in found_runs(d)]
+    rows = [(label, EvalRecord.read(run.eval_json)) for label, run in trained]
     entries = aggregate(rows, args.baseline)
-    print(json.dumps(entries, indent=2) if args.json else markdown(entries))
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    extra = diagnostics_markdown(diagnostics(trained, [e["label"] for e in entries if e["teacher"]]))
+    print(markdown(entries) + ("\n\n" + extra if extra else ""))
     return 0

@@ -154,7 +154,10 @@ class TrainConfig:
     """Speed switches: ``amp`` (false, fp16 or bf16; true means fp16), ``compile`` (torch.compile of the student,
     torch >= 2.2), ``channels_last`` (student, criterion and teacher weights and the images in NHWC). Each equals
     the float32 eager path within its tolerance (tests/engine/test_speed_paths.py); on the legacy stack the torch 2
-    ones fall back with a warning. The teacher's precision is ``teacher.amp``."""
+    ones fall back with a warning. The teacher's precision is ``teacher.amp``.
+
+    ``cka_images``: a distillation run measures teacher-student linear CKA at the stages its feature terms align on
+    the first that many validation images, before the first step and after the last (cka.json; 0: not measured)."""
 
     batch_size: int = 8
     num_workers: int = 4
@@ -169,11 +172,12 @@ class TrainConfig:
     eval_interval: int = 0
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 3
+    cka_images: int = 8
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "log_interval", "checkpoint_interval", "keep_checkpoints"):
             check_positive(name, getattr(self, name))
-        for name in ("num_workers", "eval_interval", "seed"):
+        for name in ("num_workers", "eval_interval", "seed", "cka_images"):
             check_at_least(name, getattr(self, name), 0)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         self.amp = amp_mode(self.amp, "amp") or False

@@ -94,15 +94,16 @@ def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Dict[s
     from hmkd.config.loader import read_yaml
     from hmkd.reporting.report import write_report
 
-    rows = []
+    rows, trained = [], []
     for label, stage_dir in compare:
         for source in found_runs(stage_dir):
             cfg = config_from_dict(deep_merge(read_yaml(source.config), overrides))
             out_dir = os.path.join(run_dir, label, run_name(source, stage_dir))
             rows.append((label, _evaluate_into(cfg, os.path.normpath(out_dir), source.model, env)))
+            trained.append((label, source))
     result: Dict[str, Any] = {"stages": [label for label, _ in compare]}
     if env.is_main:
-        report = write_report(RunDir(run_dir), rows, baseline)
+        report = write_report(RunDir(run_dir), rows, baseline, trained)
         print(report["markdown"])
         result["mIoU"] = {e["label"]: e["mIoU"] for e in report["entries"]}
     return result

@@ -31,6 +31,7 @@ from hmkd.data import build_dataset, build_unlabeled, renormalizer, with_unlabel
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
+from hmkd.engine.cka_probe import aligned_stages, probe_cka, record_cka
 from hmkd.engine.distributed import DistEnv, describe_placement, init_distributed, placement, rank_ordered_mean
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
@@ -348,6 +349,8 @@ class Trainer:
         self.module.train()
         if self.teacher is not None:
             self.teacher.eval()
+        if self.step == 0:  # a resumed run keeps the start values it wrote
+            self.record_cka("start")
         batches = self.batches()
         self.logger.start(self.step)
         window: Dict[str, float] = {}
@@ -393,11 +396,33 @@ class Trainer:
                                                                        100 * metrics["aAcc"]))
         return metrics
 
+    def record_cka(self, when: str) -> None:
+        """Teacher-student CKA at the aligned stages on the first ``train.cka_images`` validation images, into
+        cka.json (hmkd.engine.cka_probe). Rank 0 alone: the probe runs no collective, the other ranks go on."""
+        count = min(self.cfg.train.cka_images, len(self.val_set))
+        stages = aligned_stages(self.module.criterion)
+        if not (self.env.is_main and self.teacher is not None and stages and count):
+            return
+        tic = time.time()
+
+        def teacher_features(images: Tensor):
+            with self.teacher_precision.autocast():
+                return self.teacher(self.renormalized(images), with_logits=False).float()
+
+        images = (self.val_set[i]["image"].unsqueeze(0).to(self.device).contiguous(memory_format=self.memory_format)
+                  for i in range(count))
+        values = probe_cka(self.module.student, teacher_features, images, stages, self.precision.autocast)
+        record_cka(self.files.cka, when, values, count, stages, self.step)
+        self.logger.message("CKA teacher-student at step %d (%d validation images): %s (%.1f s)" % (
+            self.step, count, ", ".join("%s %s (%s)" % (key, "-" if v is None else "%.3f" % v, "+".join(stages[key]))
+                                        for key, v in values.items()), time.time() - tic))
+
     def finish(self) -> Dict[str, Any]:
         """Final evaluation, checkpoint, model.pth (the student alone, no alignment modules), eval.json, plots; the
         caller writes DONE after this."""
         metrics = self.validate(out_dir=self.files.predictions)
         self.save(metrics["mIoU"])
+        self.record_cka("end")
         if self.env.is_main:
             buffer = io.BytesIO()
             torch.save({"model": self.module.student.state_dict(), "model_name": self.cfg.model.name,

@@ -4,6 +4,7 @@ Usage:
     plot_run(RunDir(run_dir))          # run_dir/plots/losses.png and val_miou.png, from metrics.jsonl
     report_charts(RunDir(out_dir), entries)    # miou.png and per_class_iou.png, from the results table's entries
     paired_chart("results/distill_quality.png", groups)   # the distillation benchmark: mIoU and paired differences
+    term_chart(RunDir(out_dir), curves)        # loss_terms.png: the distilled stages' loss terms over training
 """
 import io
 import os
@@ -123,3 +124,25 @@ def paired_chart(path: str, groups: Dict[str, List[Dict[str, Any]]]) -> str:
         right.grid(axis="y", alpha=0.3)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return _save(fig, path)
+
+
+def term_chart(report: RunDir, curves: Dict[str, Dict[str, List[Any]]]) -> List[str]:
+    """One panel per distilled stage (``curves``: stage -> term -> [(step, value)]), each term divided by its first
+    logged window: terms of very different scales (ce near 1, a mean GLA relation difference near 1e-5) share
+    one axis, and a line that stays near 1 is a term training does not reduce. Nothing without curves."""
+    if not curves:
+        return []
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    for ax, (label, terms) in zip(axes[0], curves.items()):
+        for name, points in terms.items():
+            first = points[0][1]
+            if first:
+                ax.plot([p[0] for p in points], [p[1] / first for p in points], label=name)
+        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss / first window")
+        ax.set_title(label)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return [_save(fig, report.term_chart)]

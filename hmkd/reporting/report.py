@@ -1,25 +1,36 @@
 """The pipeline's comparison report: the results table as Markdown and JSON, and its charts.
 
-Usage: write_report(RunDir(out_dir), rows)    # rows: (stage label, EvalRecord) per evaluated run
+Usage: write_report(RunDir(out_dir), rows, trained=trained)
+       # rows: (stage label, EvalRecord) per evaluated run; trained: (stage label, training RunDir) per run, whose
+       # metrics.jsonl and cka.json give the distilled stages' diagnostics (hmkd.reporting.diagnostics)
 """
 import json
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from hmkd.atomic import atomic_write_text
-from hmkd.reporting.plots import report_charts
+from hmkd.reporting.diagnostics import diagnostics, diagnostics_markdown
+from hmkd.reporting.plots import report_charts, term_chart
 from hmkd.reporting.results import Row, aggregate, flops_note, markdown
 from hmkd.rundir import RunDir
 
 
-def write_report(report: RunDir, rows: Sequence[Row], baseline: Optional[str] = None) -> Dict[str, Any]:
-    """report.md, report.json (entries and every run's record) and the charts; returns entries and the text."""
+def write_report(report: RunDir, rows: Sequence[Row], baseline: Optional[str] = None,
+                 trained: Sequence[Tuple[str, RunDir]] = ()) -> Dict[str, Any]:
+    """report.md, report.json (entries, every run's record, the diagnostics) and the charts; returns entries, the
+    diagnostics and the text."""
     entries = aggregate(rows, baseline)
+    diag = diagnostics(trained, [e["label"] for e in entries if e["teacher"]])
     text = "# Results\n\n%s\n\n%s\n" % (flops_note(entries), markdown(entries))
+    extra = diagnostics_markdown(diag)
+    if extra:
+        text += "\n## Distillation diagnostics\n\n%s\n" % extra
     os.makedirs(report.path, exist_ok=True)
     atomic_write_text(report.report_md, text)
     runs = [dict(record.to_dict(), label=label) for label, record in rows]
-    atomic_write_text(report.report_json, json.dumps({"entries": entries, "runs": runs}, indent=2,
-                                                     allow_nan=False) + "\n")
+    saved = {"loss_terms": diag["loss_terms"], "cka": diag["cka"]}
+    atomic_write_text(report.report_json, json.dumps({"entries": entries, "runs": runs, "diagnostics": saved},
+                                                     indent=2, allow_nan=False) + "\n")
     report_charts(report, entries)
-    return {"entries": entries, "markdown": text}
+    term_chart(report, diag["curves"])
+    return {"entries": entries, "diagnostics": diag, "markdown": text}

@@ -51,6 +51,13 @@ def test_local_pipeline_runs_every_stage_and_reports(tmp_path):
     # against the label-only student, paired by seed: hmkd ran once (train.seed 0), so one pair, no interval
     assert entries["hmkd"]["vs_baseline"]["baseline"] == "student" and entries["hmkd"]["vs_baseline"]["seeds"] == [0]
     assert "| hmkd | 1 | " in result.stdout and "| single seed: no interval |" in result.stdout
+    # the distilled stage's diagnostics, from its own run files: loss terms, and CKA at the GLA and HFA stages
+    diagnostics, cka = report["diagnostics"], json.loads((root / "hmkd" / "cka.json").read_text())
+    assert {r["stage"] for r in diagnostics["loss_terms"] + diagnostics["cka"]} == {"hmkd"}
+    assert [r["term"] for r in diagnostics["loss_terms"]] == ["aux_ce", "ce", "gla", "hfa", "total"]
+    assert [(r["feature_stage"], r["start"], r["end"]) for r in diagnostics["cka"]] == [
+        (key, cka["start"][key], cka["end"][key]) for key in ("stage1", "stage3")]
+    assert (root / "eval" / "loss_terms.png").is_file() and "| hmkd | stage3 | hfa | 1 | 3 |" in result.stdout
 
     again = run_cli("submit", spec, "--local")
     assert again.returncode == 0 and again.stdout.count("skipped: DONE") == 4

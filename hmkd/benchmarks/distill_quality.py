@@ -56,7 +56,8 @@ def prepare_unlabeled(spec: PipelineSpec) -> Dict[str, int]:
             continue
         folder = os.path.join(spec.root, spec.experiment, given[-1][len(UNLABELED_KEY):])
         others = [o for o in stage.overrides if not o.startswith(UNLABELED_KEY)]
-        labelled = DataConfig.from_dict(load_yaml_config(stage.config, others)["data"])
+        labelled = DataConfig.from_dict(load_yaml_config(stage.config, [o for o in others
+                                                                        if not o.startswith("data.unlabeled")])["data"])
         full = DataConfig.from_dict(load_yaml_config(stage.config)["data"])
         if labelled.name != "synthetic" or full.num_train <= labelled.num_train:
             raise ValueError("stages.%s: a relative data.unlabeled is filled with synthetic train scenes past the "

@@ -100,7 +100,7 @@ def markdown_table(groups: Dict[str, List[Dict[str, Any]]]) -> str:
                 verdict = "within noise" if row["within_noise"] else ("better" if low > 0 else "worse")
                 interval = "%s to %s" % (_signed(low), _signed(high))
             else:
-                verdict = "baseline" if row["label"] == row["baseline"] or row["baseline"] is None else "-"
+                verdict = "baseline" if row["diff_mean"] is None else "single seed: no interval"
                 interval = "-"
             versus = "" if row["diff_mean"] is None else "%s vs %s" % (_signed(row["diff_mean"]), row["baseline"])
             lines.append("| %s | %s | %d | %s%s | %s | %s | %s |" % (group, row["label"], row["seeds"],

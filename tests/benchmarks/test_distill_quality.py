@@ -57,6 +57,8 @@ def test_table_says_better_worse_within_noise_and_baseline():
     assert lines[3].endswith("| +5.00 vs ce | +2.00 to +8.00 | better |")
     assert lines[4].endswith("| -5.00 vs ce | -8.00 to -2.00 | worse |")
     assert lines[5].endswith("| +1.00 vs ce | -2.00 to +4.00 | within noise |")
+    single = dict(rows()["eval"][1], seeds=1, diff_ci95=None, within_noise=None)
+    assert markdown_table({"eval": [single]}).splitlines()[2].endswith("| +5.00 vs ce | - | single seed: no interval |")
 
 
 def test_chart_and_benchmark_table_rows(tmp_path):

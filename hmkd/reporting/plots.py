@@ -120,7 +120,7 @@ def paired_chart(path: str, groups: Dict[str, List[Dict[str, Any]]]) -> str:
         right.set_xticklabels([r["label"] for r in paired], rotation=30, ha="right")
         right.set_ylabel("mIoU difference (points)")
         baseline = paired[0]["baseline"] if paired else "baseline"
-        right.set_title("%s: vs %s, paired by seed, 95%% interval" % (group, baseline))
+        right.set_title("%s: vs %s, paired, 95%% interval" % (group, baseline))
         right.grid(axis="y", alpha=0.3)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return _save(fig, path)

@@ -55,9 +55,12 @@ class EventBoard:
     def __init__(self, folder: str, first_step: int):
         self.event, session_log, self.summary, record_writer = _event_api()
         os.makedirs(folder, exist_ok=True)
-        # the name TensorBoard's loaders look for; they read a folder's files in name order, oldest first
-        self.path = os.path.join(folder, "events.out.tfevents.%010d.%s.%d.%d" % (
-            time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS)))
+        # The name TensorBoard's loaders look for. They read a folder's files in name order, which must be the order
+        # they were opened in: seconds, then microseconds, both zero-padded, come before the host and process, and the
+        # per-process number is zero-padded too (unpadded, a process's file 10 sorted before its file 9).
+        now = time.time()
+        self.path = os.path.join(folder, "events.out.tfevents.%010d.%06d.%s.%d.%06d" % (
+            now, (now % 1) * 1e6, socket.gethostname(), os.getpid(), next(_FILE_NUMBERS)))
         self.records = record_writer(_Appender(self.path))
         self._add(0, file_version="brain.Event:2")
         self._add(first_step, session_log=session_log(status=session_log.START))

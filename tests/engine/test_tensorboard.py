@@ -3,6 +3,7 @@ prediction pictures decode to the files the run wrote, a resume shows no step tw
 and without the package training goes on after one warning."""
 import glob
 import io
+import itertools
 import os
 import sys
 
@@ -139,7 +140,7 @@ def _serve(logdir, load_fast):
 
 
 @pytest.mark.parametrize("load_fast", ["true", "false"])
-def test_the_tensorboard_server_shows_each_run_apart_and_a_resumed_step_once(tmp_path, load_fast):
+def test_the_tensorboard_server_shows_each_run_apart_and_a_resumed_step_once(tmp_path, load_fast, monkeypatch):
     """`tensorboard --logdir <experiment>` itself, with its Rust data server (load_fast true, the default where it
     runs) and its Python loader: one run per stage and seed; steps a killed run logged past its checkpoint are
     replaced by the resumed run's."""
@@ -148,6 +149,9 @@ def test_the_tensorboard_server_shows_each_run_apart_and_a_resumed_step_once(tmp
     import urllib.parse
     import urllib.request
 
+    from hmkd.engine import tensorboard
+    # the killed run's file is this process's 9th, the resumed run's its 10th: they must still sort in that order
+    monkeypatch.setattr(tensorboard, "_FILE_NUMBERS", itertools.count(8))
     experiment = tmp_path / "exp"
     for number, run_dir in enumerate([str(experiment / "teacher"), seed_dir(str(experiment / "hmkd"), 0)]):
         logger = MetricsLogger(run_dir, total_steps=6, stream=io.StringIO())

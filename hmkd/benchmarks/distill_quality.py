@@ -25,6 +25,7 @@ from hmkd.data.synthetic import SyntheticDataset
 from hmkd.launcher.spec import PipelineSpec, load_spec
 from hmkd.launcher.submit import submit_local
 from hmkd.reporting.plots import paired_chart
+from hmkd.reporting.results import _pct, _signed  # the report's own number formats
 from hmkd.rundir import RunDir
 
 UNLABELED_KEY = "data.unlabeled="
@@ -77,14 +78,6 @@ def method_rows(report: Dict[str, Any]) -> List[Dict[str, Any]]:
                      "baseline": versus.get("baseline"), "diff_mean": versus.get("mIoU"),
                      "diff_ci95": versus.get("ci95"), "within_noise": versus.get("within_noise")})
     return rows
-
-
-def _pct(value) -> str:
-    return "-" if value is None else "%.2f" % (100 * value)
-
-
-def _signed(value) -> str:
-    return "-" if value is None else "%+.2f" % (100 * value)
 
 
 def markdown_table(groups: Dict[str, List[Dict[str, Any]]]) -> str:

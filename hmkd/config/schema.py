@@ -157,7 +157,12 @@ class TrainConfig:
     ones fall back with a warning. The teacher's precision is ``teacher.amp``.
 
     ``cka_images``: a distillation run measures teacher-student linear CKA at the stages its feature terms align on
-    the first that many validation images, before the first step and after the last (cka.json; 0: not measured)."""
+    the first that many validation images, before the first step and after the last (cka.json; 0: not measured).
+
+    ``grad_share_interval``: at step 1 and then every that many steps, each loss term's gradient norm on the
+    student's parameters and its share of all terms' go to metrics.jsonl (``grad_share/<term>``); a term below 1%
+    is named in train.log (hmkd.engine.grad_share; 0: never). ``sync_bn``: SyncBatchNorm in the student when
+    several CUDA processes train (each term's own ``sync_bn`` decides for its alignment modules)."""
 
     batch_size: int = 8
     num_workers: int = 4
@@ -173,11 +178,13 @@ class TrainConfig:
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 3
     cka_images: int = 8
+    grad_share_interval: int = 1000
+    sync_bn: bool = True
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "log_interval", "checkpoint_interval", "keep_checkpoints"):
             check_positive(name, getattr(self, name))
-        for name in ("num_workers", "eval_interval", "seed", "cka_images"):
+        for name in ("num_workers", "eval_interval", "seed", "cka_images", "grad_share_interval"):
             check_at_least(name, getattr(self, name), 0)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         self.amp = amp_mode(self.amp, "amp") or False

@@ -66,7 +66,8 @@ def given_options(cls: Type, data: Any, where: str) -> Dict[str, Any]:
     """``data`` checked as ``cls`` at ``where``, reduced to the keys it gave (checked values), so defaults stay with
     the code that owns them: what a config keeps for a model's or a loss term's options."""
     checked = from_dict(cls, {} if data is None else data, where)
-    return {key: getattr(checked, key) for key in data or {}}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return {key: getattr(checked, key) for key in data or {} if key in fields}  # retired keys are dropped
 
 
 def parsed_by(parser: Callable[[Any, Dict[str, Any], str], Any]) -> Dict[str, Any]:

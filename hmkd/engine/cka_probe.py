@@ -2,7 +2,8 @@
 
 Usage:
     stages = aligned_stages(criterion)                          # {"stage1": ["gla"], "stage3": ["hfa"]}
-    values = probe_cka(student, features_of_teacher, images, stages)   # {"stage1": 0.41, "stage3": 0.63}
+    taps = stage_taps(criterion)                                # {"stage1": {"student": Tap, "teacher": Tap}, ...}
+    values = probe_cka(student, features_of_teacher, images, stages, taps=taps)   # {"stage1": 0.41, ...}
     record_cka(RunDir(run_dir).cka, "start", values, images=8, stages=stages, step=0)
     read_cka(RunDir(run_dir).cka)                                # None when the run wrote none
 
@@ -10,6 +11,8 @@ Whether an alignment term helps shows in whether the student's features at the s
 teacher's. The probe is the first ``train.cka_images`` images of the validation split, so every run of a config
 (and every seed) measures the same images at step 0 and after the last step. A feature term names the stage index
 it reads as ``stage`` (gla, hfa, fitnet); the stage is called by its 1-based number, as the method spec does.
+The maps compared are the ones the stage's first term reads (its ``taps``: the authors' attention entries on a
+SegFormer side under ``variant: authors``, otherwise the stage outputs).
 The probe runs no collective: under DDP only rank 0 runs it (the other ranks wait at their next collective).
 """
 import json
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 
 from hmkd.atomic import atomic_write_text
 from hmkd.engine.cka import FeatureCKA, finite_or_none
-from hmkd.models.output import SegOutput
+from hmkd.models.output import SegOutput, Tap
 
 WHEN = ("start", "end")
 
@@ -40,12 +43,27 @@ def aligned_stages(criterion: nn.Module) -> Dict[str, List[str]]:
     return dict(sorted(stages.items(), key=lambda item: int(item[0][len("stage"):])))
 
 
+def stage_taps(criterion: nn.Module) -> Dict[str, Dict[str, Tap]]:
+    """{stage key: {"student": Tap, "teacher": Tap}}: what the first term aligned at each stage reads."""
+    taps: Dict[str, Dict[str, Tap]] = {}
+    for term in getattr(criterion, "terms", {}).values():
+        index = getattr(term, "stage", None)
+        if getattr(term, "needs_teacher", False) and isinstance(index, int):
+            default = {side: Tap(index) for side in ("student", "teacher")}
+            taps.setdefault(stage_key(index), dict(getattr(term, "taps", default)))
+    return taps
+
+
 def probe_cka(student: nn.Module, teacher_features: Callable[[Tensor], SegOutput], images: Iterable[Tensor],
-              stages: Dict[str, List[str]], student_context: Callable = torch.no_grad) -> Dict[str, Optional[float]]:
+              stages: Dict[str, List[str]], student_context: Callable = torch.no_grad,
+              taps: Optional[Dict[str, Dict[str, Tap]]] = None) -> Dict[str, Optional[float]]:
     """CKA per stage over ``images`` (each (B, 3, H, W), already on the device), the student in eval mode (its
     mode restored after). ``teacher_features(images)`` runs the frozen teacher as training does (its input
-    normalisation and precision); ``student_context()`` wraps the student's forward (e.g. its autocast)."""
-    indices = {key: int(key[len("stage"):]) - 1 for key in stages}
+    normalisation, precision and the teacher taps of ``taps``); ``student_context()`` wraps the student's forward
+    (e.g. its autocast); ``taps``: the maps each stage compares (default: the stage outputs)."""
+    taps = {key: (taps or {}).get(key) or {side: Tap(int(key[len("stage"):]) - 1) for side in ("student", "teacher")}
+            for key in stages}
+    student_taps = [pair["student"] for pair in taps.values()]
     meters = {key: FeatureCKA() for key in stages}
     was_training = student.training
     student.eval()
@@ -53,10 +71,10 @@ def probe_cka(student: nn.Module, teacher_features: Callable[[Tensor], SegOutput
         with torch.no_grad():
             for image_bchw in images:
                 with student_context():
-                    student_out = student(image_bchw)
+                    student_out = student(image_bchw, taps=student_taps)
                 teacher_out = teacher_features(image_bchw)
-                for key, index in indices.items():
-                    meters[key].update(student_out.features[index], teacher_out.features[index])
+                for key, pair in taps.items():
+                    meters[key].update(student_out.feature(pair["student"]), teacher_out.feature(pair["teacher"]))
     finally:
         student.train(was_training)
     return {key: finite_or_none(meter.value()) for key, meter in meters.items()}

@@ -74,6 +74,11 @@ class MetricsLogger:
         if self.enabled and self.board is None:
             self.board = open_board(self.tensorboard_dir, step + 1, self.warning)
 
+    @property
+    def running(self) -> bool:
+        """Whether start() has run: diagnostics that write records are taken only inside a run."""
+        return self.start_step is not None
+
     def picture_sink(self, step: int, prefix: str = "val/prediction/") -> Optional[Callable[[str, np.ndarray], None]]:
         """evaluate()'s ``picture_sink``: each picture as a TensorBoard image ``<prefix><name>`` at ``step``; None
         where no event file is written (other ranks, no tensorboard), so no picture is made for nothing."""

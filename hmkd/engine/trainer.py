@@ -31,8 +31,10 @@ from hmkd.data import build_dataset, build_unlabeled, renormalizer, with_unlabel
 from hmkd.atomic import atomic_write_bytes, atomic_write_text
 from hmkd.compat import HAS_MODULE_COMPILE, grad_scaler
 from hmkd.engine.checkpoint import CheckpointManager
-from hmkd.engine.cka_probe import aligned_stages, probe_cka, record_cka
+from hmkd.engine.cka_probe import aligned_stages, probe_cka, record_cka, stage_taps
 from hmkd.engine.distributed import DistEnv, describe_placement, init_distributed, placement, rank_ordered_mean
+from hmkd.engine.grad_share import (GRAD_NORM, GRAD_SHARE, grad_share_due, gradient_shares, switched_off,
+                                    term_gradient_norms)
 from hmkd.engine.logger import MetricsLogger
 from hmkd.engine.optim import build_optimizer, build_scheduler
 from hmkd.engine.precision import resolve_precision
@@ -54,15 +56,27 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainableModule(nn.Module):
-    """Student + criterion: everything the optimizer updates and the checkpoint restores."""
+    """Student + criterion: everything the optimizer updates and the checkpoint restores. The student is asked for
+    the attention taps the criterion's terms read (hmkd.models.output.Tap)."""
 
     def __init__(self, student: nn.Module, criterion: nn.Module):
         super().__init__()
         self.student = student
         self.criterion = criterion
+        self.student_taps = criterion.taps("student") if hasattr(criterion, "taps") else ()
 
     def forward(self, images: Tensor, labels: Tensor, teacher_out=None) -> Dict[str, Tensor]:
-        return self.criterion(self.student(images), labels, teacher_out)
+        return self.criterion(self.student(images, taps=self.student_taps), labels, teacher_out)
+
+    def sync_batchnorm(self, student: bool) -> None:
+        """SyncBN where it is asked for: in the student when ``student`` (``train.sync_bn``), and in each term
+        whose ``sync_bn`` is not False (the HMKD authors' alignment modules keep per-GPU statistics)."""
+        if student:
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+        terms = self.criterion.terms
+        for name in list(terms):
+            if getattr(terms[name], "sync_bn", True):
+                terms[name] = nn.SyncBatchNorm.convert_sync_batchnorm(terms[name])
 
 
 def build_teacher(cfg: ExperimentConfig, num_classes: int) -> Optional[nn.Module]:
@@ -131,10 +145,11 @@ class Trainer:
         criterion = build_criterion(cfg.loss.terms, TermContext(student, self.teacher, self.train_set.ignore_index))
         self.module = TrainableModule(student, criterion)
         self.teacher_logits = criterion.needs_teacher_logits
+        self.teacher_taps = criterion.taps("teacher")
         if self.teacher is not None and not self.teacher_logits:
             log.info("no loss term reads the teacher's logits: its decode head is skipped")
         if self.env.world_size > 1 and self.device.type == "cuda":
-            self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+            self.module.sync_batchnorm(t.sync_bn)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.module.to(self.device, memory_format=self.memory_format)
         # The teacher's input from the student's batch when their weights expect different normalisations.
@@ -174,6 +189,7 @@ class Trainer:
         self._clock = time.time()
         self.preemption = PreemptionWatch()
         self.stop_requested = False
+        self.reported_switched_off: set = set()  # terms already named in train.log as switched off by their scale
 
     def warn(self, message: str) -> None:
         if self.env.is_main:
@@ -278,12 +294,15 @@ class Trainer:
                 teacher_out = None
                 if self.teacher is not None:
                     with torch.no_grad(), self.teacher_precision.autocast():
-                        teacher_out = self.teacher(self.renormalized(images), with_logits=self.teacher_logits)
+                        teacher_out = self.teacher(self.renormalized(images), with_logits=self.teacher_logits,
+                                                   taps=self.teacher_taps)
                     if self.teacher_precision.dtype is not None:
                         teacher_out = teacher_out.float()
                 with self.precision.autocast():
                     terms = self.wrapped(images, labels, teacher_out)
                 values = self.check_finite(terms)
+                if micro == 0 and self.logger.running and grad_share_due(self.step + 1, t.grad_share_interval):
+                    self.record_grad_shares(terms)
                 total = sum(terms.values())
                 self.scaler.scale(total / t.grad_accum).backward()
             for name, value in values.items():
@@ -293,6 +312,31 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return sums
+
+    def record_grad_shares(self, terms: Dict[str, Tensor]) -> None:
+        """Each term's gradient norm on the student's parameters and its share of all terms' (hmkd.engine.grad_share)
+        into metrics.jsonl and TensorBoard at this step; a term below 1% is named in train.log once. Every rank
+        measures (SyncBN's backward is a collective) and the norms are averaged over the ranks."""
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        params = [p for p in self.module.student.parameters() if p.requires_grad]
+        norms = term_gradient_norms(terms, params, scale)
+        if self.env.world_size > 1:
+            stacked = torch.tensor(list(norms.values()), dtype=torch.float64, device=self.device)
+            dist.all_reduce(stacked)
+            norms = {name: value / self.env.world_size for name, value in zip(norms, stacked.tolist())}
+        shares = gradient_shares(norms)
+        step = self.step + 1
+        record: Dict[str, Any] = {"step": step}
+        record.update({GRAD_SHARE + name: share for name, share in shares.items()})
+        record.update({GRAD_NORM + name: norm for name, norm in norms.items()})
+        self.logger.log(record)
+        largest = max(norms, key=norms.get)
+        for name in switched_off(shares):
+            if name not in self.reported_switched_off:
+                self.reported_switched_off.add(name)
+                self.logger.message("loss term %s is present but switched off by its scale: %.3g%% of the student's "
+                                    "gradient at step %d (norm %.3g; %s %.3g)" % (
+                                        name, 100 * shares[name], step, norms[name], largest, norms[largest]))
 
     def renormalized(self, images: Tensor) -> Tensor:
         """The student's batch as the teacher's weights expect it; the same tensor when both expect the same."""
@@ -339,6 +383,10 @@ class Trainer:
             atomic_write_text(self.files.config, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             atomic_write_text(self.files.ranks, json.dumps(ranks, indent=1) + "\n")
         self.logger.message(describe_placement(ranks))
+        for name, term in self.module.criterion.terms.items():
+            options = term.extra_repr()
+            self.logger.message("loss term %s: weight %g%s" % (name, self.module.criterion.weights[name],
+                                                              "; " + options if options else ""))
         self.resume()
         global_batch = t.batch_size * self.env.world_size * t.grad_accum
         self.logger.message("training %s for %d steps (global batch %d = %d x %d processes x %d accumulation) on %s"
@@ -405,13 +453,16 @@ class Trainer:
             return
         tic = time.time()
 
+        taps = stage_taps(self.module.criterion)
+
         def teacher_features(images: Tensor):
             with self.teacher_precision.autocast():
-                return self.teacher(self.renormalized(images), with_logits=False).float()
+                return self.teacher(self.renormalized(images), with_logits=False,
+                                    taps=[pair["teacher"] for pair in taps.values()]).float()
 
         images = (self.val_set[i]["image"].unsqueeze(0).to(self.device).contiguous(memory_format=self.memory_format)
                   for i in range(count))
-        values = probe_cka(self.module.student, teacher_features, images, stages, self.precision.autocast)
+        values = probe_cka(self.module.student, teacher_features, images, stages, self.precision.autocast, taps)
         record_cka(self.files.cka, when, values, count, stages, self.step)
         self.logger.message("CKA teacher-student at step %d (%d validation images): %s (%.1f s)" % (
             self.step, count, ", ".join("%s %s (%s)" % (key, "-" if v is None else "%.3f" % v, "+".join(stages[key]))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type
 from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least, from_dict
-from hmkd.models.output import SegOutput
+from hmkd.models.output import SegOutput, Tap, attention_taps
 
 _TERMS: Dict[str, Tuple[Callable, Type]] = {}
 
@@ -86,6 +86,11 @@ class Criterion(nn.Module):
         """Whether any term reads the teacher's logits (a term that does not say is assumed to)."""
         return any(getattr(term, "needs_teacher", False) and getattr(term, "needs_teacher_logits", True)
                    for term in self.terms.values())
+
+    def taps(self, side: str) -> Tuple[Tap, ...]:
+        """The attention taps the ``side`` ("student" / "teacher") model must compute for the terms, each once (a
+        term's ``taps`` maps each side to the Tap it reads; stage outputs need no request)."""
+        return tuple(attention_taps([term.taps[side] for term in self.terms.values() if hasattr(term, "taps")]))
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None
                 ) -> Dict[str, Tensor]:

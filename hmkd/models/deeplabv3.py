@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.models import deeplabv3_keys
-from hmkd.models.output import FeatureInfo, SegOutput
+from hmkd.models.output import FeatureInfo, SegOutput, Tap, attention_taps
 from hmkd.models.registry import register_model
 
 HEADS = ("cirkd", "mmseg")
@@ -186,7 +186,11 @@ class DeepLabV3(nn.Module):
         self.arch = dict(deep_stem=deep_stem, stem_width=stem_width if deep_stem else None, head=head,
                          basic_block_dilation=basic_block_dilation, aspp_width=width)
 
-    def forward(self, images_bchw: Tensor, with_logits: bool = True) -> SegOutput:
+    def forward(self, images_bchw: Tensor, with_logits: bool = True, taps: Sequence[Tap] = ()) -> SegOutput:
+        """``taps``: a CNN has its stage outputs only; a request for an attention tap is a caller's bug."""
+        if attention_taps(taps):
+            raise ValueError("DeepLabV3 has no attention taps (asked for %s); only transformers do"
+                             % ", ".join(t.describe() for t in attention_taps(taps)))
         net = self.backbone
         x_bchw = net.maxpool(net.act1(net.bn1(net.conv1(images_bchw))))
         features = []

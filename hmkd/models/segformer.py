@@ -6,7 +6,7 @@ Module names follow NVlabs' ``mix_transformer.py`` so their ImageNet encoders (`
 load without renaming; :func:`checkpoint_filter_fn` also reads Hugging Face ``SegformerForSemanticSegmentation``
 state dicts and mmsegmentation 0.x / 1.x SegFormer checkpoints (``options.head: mmseg``, keys converted by
 hmkd.models.mmseg_segformer_keys). Logits come at 1/4 of the input resolution; features are the four stage maps at
-strides 4/8/16/32.
+strides 4/8/16/32; ``taps`` asks for the HMKD authors' attention entries besides (hmkd.models.output.Tap).
 Options (``model.options`` / ``teacher.options``): see :class:`SegFormerOptions`.
 """
 import logging
@@ -22,11 +22,10 @@ from torch import Tensor, nn
 from hmkd.compat import HAS_SDPA, sdpa
 from hmkd.config.typed import check_at_least, check_choice, check_positive
 from hmkd.models.mmseg_segformer_keys import convert_mmseg_state_dict, is_mmseg_segformer
-from hmkd.models.output import FeatureInfo, SegOutput
+from hmkd.models.output import FeatureInfo, SegOutput, Tap, attention_taps
 from hmkd.models.registry import register_model
 
 log = logging.getLogger(__name__)
-STAGE3_FEATURES = ("output", "attn_mean")
 ATTENTION_KERNELS = ("eager", "sdpa")
 HEADS = ("mlp", "mmseg")
 MMSEG_DECODER_DIM = 256  # mmseg's SegformerHead configs use 256 channels for every MiT size
@@ -39,9 +38,12 @@ class SegFormerOptions:
     ``decoder_dim``: decoder width (None: for ``mlp`` the variant's, 256 for B0/B1, 768 above; 256 for ``mmseg``, as
     mmseg's configs for every size);
     ``norm_eps`` / ``embed_norm_eps``: LayerNorm eps of the blocks and stage ends / of the patch embeddings and the
-    spatial reductions (NVlabs: 1e-6 / 1e-5, Hugging Face: 1e-5 / 1e-5, mmseg: 1e-6 / 1e-6);
-    ``stage3_features``: ``attn_mean`` gives the mean of the stage-3 blocks' attention outputs instead of the stage
-    output as the third feature map (the HMKD authors' teacher features; logits are unchanged)."""
+    spatial reductions (NVlabs: 1e-6 / 1e-5, Hugging Face: 1e-5 / 1e-5, mmseg: 1e-6 / 1e-6).
+    The HMKD authors' attention features are not a model option: the loss terms that read them ask the forward
+    for them (``tap`` of loss.terms.gla / hfa)."""
+
+    retired_keys = {"stage3_features": ("output", "the authors' stage-3 features are read by the loss term: set "
+                                                  "loss.terms.hfa.tap: attn_mean, or loss.terms.hfa.variant: authors")}
 
     head: str = "mlp"
     decoder_dim: Optional[int] = None
@@ -51,7 +53,6 @@ class SegFormerOptions:
     decoder_dropout: float = 0.1
     norm_eps: float = 1e-6
     embed_norm_eps: float = 1e-5
-    stage3_features: str = "output"
     attention: str = "eager"
 
     def __post_init__(self):
@@ -62,7 +63,6 @@ class SegFormerOptions:
             check_at_least("decoder_dim", self.decoder_dim, 1)
         for name in ("drop_path_rate", "decoder_dropout"):
             check_at_least(name, getattr(self, name), 0.0)
-        check_choice("stage3_features", self.stage3_features, STAGE3_FEATURES)
         check_choice("attention", self.attention, ATTENTION_KERNELS)
 
 
@@ -169,12 +169,14 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop=drop)
 
-    def forward(self, x_bnc: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
-        """Returns the block output and its attention-branch output (HMKD's block-mean teacher features use it)."""
-        attn_out = self.attn(self.norm1(x_bnc), height, width)
-        x_bnc = x_bnc + self.drop_path(attn_out)
+    def forward(self, x_bnc: Tensor, height: int, width: int, with_entry: bool = False
+                ) -> Tuple[Tensor, Optional[Tensor]]:
+        """The block output and, with ``with_entry``, the HMKD authors' attention entry of the block: the attention
+        branch computed a second time, ``attn(norm1(x))`` on x after the attention residual, before the MLP."""
+        x_bnc = x_bnc + self.drop_path(self.attn(self.norm1(x_bnc), height, width))
+        entry = self.attn(self.norm1(x_bnc), height, width) if with_entry else None
         x_bnc = x_bnc + self.drop_path(self.mlp(self.norm2(x_bnc), height, width))
-        return x_bnc, attn_out
+        return x_bnc, entry
 
 
 class MixVisionTransformer(nn.Module):
@@ -200,22 +202,33 @@ class MixVisionTransformer(nn.Module):
         self.feature_info = [FeatureInfo(dim, 4 * 2 ** i) for i, dim in enumerate(embed_dims)]
         self.apply(_init_weights)
 
-    def forward(self, x_bchw: Tensor, attn_mean_stage: Optional[int] = None) -> Tuple[List[Tensor], Optional[Tensor]]:
-        """Returns the four stage maps and, when ``attn_mean_stage`` is set (0-based), the mean over that stage's
-        blocks of their attention-branch outputs as a map."""
-        features, attn_mean = [], None
-        for i in range(len(self.depths)):
+    def forward(self, x_bchw: Tensor, taps: Sequence[Tap] = ()) -> Tuple[List[Tensor], Dict[Tap, Tensor]]:
+        """The four stage maps, and the requested attention taps as maps (only the entries they need are computed).
+
+        A stage's entry list is [patch-embedding tokens, block 1's entry, ..., block d's entry]; ``attn_second_last``
+        is its item -2 (block d-1's entry, or the patch-embedding tokens when the stage has one block), ``attn_mean``
+        the mean of the d block entries."""
+        features: List[Tensor] = []
+        tapped: Dict[Tap, Tensor] = {}
+        for i, depth in enumerate(self.depths):
+            kinds = {tap.kind for tap in taps if tap.stage == i}
             tokens, height, width = getattr(self, "patch_embed%d" % (i + 1))(x_bchw)
-            attn_sum = None
-            for block in getattr(self, "block%d" % (i + 1)):
-                tokens, attn_out = block(tokens, height, width)
-                if i == attn_mean_stage:
-                    attn_sum = attn_out if attn_sum is None else attn_sum + attn_out
-            if attn_sum is not None:
-                attn_mean = tokens_to_map(attn_sum / self.depths[i], height, width)
+            entries = {"attn_second_last": tokens} if "attn_second_last" in kinds and depth == 1 else {}
+            entry_sum = None
+            for j, block in enumerate(getattr(self, "block%d" % (i + 1))):
+                second_last = "attn_second_last" in kinds and j == depth - 2
+                tokens, entry = block(tokens, height, width, with_entry="attn_mean" in kinds or second_last)
+                if second_last:
+                    entries["attn_second_last"] = entry
+                if "attn_mean" in kinds:
+                    entry_sum = entry if entry_sum is None else entry_sum + entry
+            if entry_sum is not None:
+                entries["attn_mean"] = entry_sum / depth
+            for kind, entry_bnc in entries.items():
+                tapped[Tap(i, kind)] = tokens_to_map(entry_bnc, height, width)
             x_bchw = tokens_to_map(getattr(self, "norm%d" % (i + 1))(tokens), height, width)
             features.append(x_bchw)
-        return features, attn_mean
+        return features, tapped
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -303,10 +316,8 @@ class SegFormer(nn.Module):
     def __init__(self, num_classes: int, embed_dims: Sequence[int], depths: Sequence[int], decoder_dim: int,
                  num_heads: Sequence[int] = (1, 2, 5, 8), sr_ratios: Sequence[int] = (8, 4, 2, 1),
                  drop_path_rate: float = 0.1, decoder_dropout: float = 0.1, norm_eps: float = 1e-6,
-                 embed_norm_eps: float = 1e-5, stage3_features: str = "output", attention: str = "eager",
-                 head: str = "mlp"):
+                 embed_norm_eps: float = 1e-5, attention: str = "eager", head: str = "mlp"):
         super().__init__()
-        self.stage3_features = stage3_features
         self.head = head
         self.backbone = MixVisionTransformer(embed_dims, depths, num_heads, sr_ratios, drop_path_rate=drop_path_rate,
                                              norm_eps=norm_eps, embed_norm_eps=embed_norm_eps)
@@ -320,13 +331,11 @@ class SegFormer(nn.Module):
         self.feature_info = self.backbone.feature_info
         self.logits_reduction = 4
 
-    def forward(self, images_bchw: Tensor, with_logits: bool = True) -> SegOutput:
-        attn_stage = 2 if self.stage3_features == "attn_mean" else None
-        features, attn_mean = self.backbone(images_bchw, attn_mean_stage=attn_stage)
+    def forward(self, images_bchw: Tensor, with_logits: bool = True, taps: Sequence[Tap] = ()) -> SegOutput:
+        taps = attention_taps(taps)
+        features, tapped = self.backbone(images_bchw, taps)
         logits = self.decode_head(features) if with_logits else None
-        if attn_mean is not None:
-            features = features[:2] + [attn_mean] + features[3:]
-        return SegOutput(logits, features)
+        return SegOutput(logits, features, None, tapped if taps else None)
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: SegFormer) -> Tuple[nn.Module, Dict[str, Tensor]]:

@@ -20,8 +20,11 @@ def test_run_directory_holds_every_output(tmp_path, write_config):
     record = json.load(open(os.path.join(run_dir, "eval.json")))
     assert 0 <= record["mIoU"] <= 1 and record["step"] == 12 and set(record["per_class"]) == {
         "class_0", "class_1", "class_2"}
-    steps = [json.loads(line)["step"] for line in open(os.path.join(run_dir, "metrics.jsonl"))]
-    assert steps[:12] == list(range(1, 13))
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows if "loss/total" in r] == list(range(1, 13))
+    shares = [r for r in rows if "grad_share/ce" in r]   # step 1 is a gradient-share step
+    assert [r["step"] for r in shares] == [1] and shares[0]["grad_norm/ce"] > 0
+    assert sum(v for k, v in shares[0].items() if k.startswith("grad_share/")) == pytest.approx(1.0)
     assert "mIoU" in result.stdout  # the table
     again = run_cli("train", write_config(), "--run-dir", run_dir)  # DONE: nothing is redone
     assert again.returncode == 0 and "training" not in again.stdout

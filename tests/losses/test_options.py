@@ -26,7 +26,9 @@ def test_bad_key_or_value_names_its_config_path(tiny_models, make_criterion, nam
 @pytest.mark.parametrize("terms,expected", [
     ({"hfa": {"chunk_size": 0}}, "loss.terms.hfa.chunk_size must be >= 1, got 0"),
     ({"hfa": {"chunks": 8}}, "unknown config key 'loss.terms.hfa.chunks'; did you mean 'loss.terms.hfa.chunk_size'? "
-                             "valid keys here: align_corners, chunk_size, context, context_on, stage, weight"),
+                             "valid keys here: align_corners, branch_bias, chunk_size, context, context_on, "
+                             "offset_bias, resize_align_corners, stage, sync_bn, tap, teacher_context_at, variant, "
+                             "weight"),
     ({"ce": {"wieght": 1.0}}, "unknown config key 'loss.terms.ce.wieght'; did you mean 'loss.terms.ce.weight'? "
                               "valid keys here: weight"),
     ({"kd": {"weight": -1}}, "loss.terms.kd.weight must be >= 0.0, got -1.0"),

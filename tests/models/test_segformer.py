@@ -73,25 +73,6 @@ def test_loads_nvlabs_mit_encoder_and_reports_head(tmp_path):
         assert torch.equal(model.backbone.state_dict()[key], value), key
 
 
-def test_attn_mean_option_replaces_stage3_only():
-    torch.manual_seed(0)
-    plain = build_model("segformer_tiny", num_classes=4).eval()
-    variant = build_model("segformer_tiny", num_classes=4, stage3_features="attn_mean").eval()
-    variant.load_state_dict(plain.state_dict())
-    images = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        a, b = plain(images), variant(images)
-    torch.testing.assert_close(a.logits, b.logits)
-    assert b.features[2].shape == a.features[2].shape
-    assert not torch.allclose(a.features[2], b.features[2])
-    torch.testing.assert_close(a.features[3], b.features[3])
-
-
-def test_rejects_unknown_stage3_option():
-    with pytest.raises(ValueError, match="stage3_features"):
-        build_model("segformer_tiny", num_classes=4, stage3_features="mean")
-
-
 @pytest.mark.skipif(not HAS_SDPA, reason="scaled_dot_product_attention needs torch 2 (the fallback is tested below)")
 @pytest.mark.parametrize("name", ["segformer_tiny", "segformer_b0"])
 def test_sdpa_attention_equals_eager(name):

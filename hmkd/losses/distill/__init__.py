@@ -8,10 +8,10 @@ Usage (config):
         hfa: {weight: 1.0}        # HMKD alignment 2 (learned warping, stage 3)
         # baselines: kd {temperature}, cwd {temperature}, fitnet {stage, bn}
 
-Reproducing the authors' code instead of the project's defaults takes three switches:
-``gla.reduction: sum`` (their loss scale), ``hfa.align_corners: false`` (their grid_sample setting) and, on a
-SegFormer teacher, the model option ``stage3_features: attn_mean`` (stage-3 features taken as the mean of the
-blocks' attention outputs rather than the stage output; a model option, nothing to set here).
+The HMKD authors' arithmetic is one switch per term, ``variant: authors`` on gla and hfa (their taps, widths,
+edges, reduction, resize, context position, biases and grid_sample setting; each item also has its own option,
+docs/hmkd-authors.md); the default ``variant: project`` is this project's. A term declares the maps it reads as
+``taps`` ({"student": Tap, "teacher": Tap}); the criterion gathers them so the trainer asks each model for them.
 
 Every term reads the teacher's outputs detached, so no gradient reaches the teacher even if it was run with
 autograd on; the alignment modules are trained with the student and sized from ``feature_info``, never probed.

@@ -1,7 +1,7 @@
 """HFA: heterogeneous feature alignment by learned warping of the teacher map (HMKD alignment 2).
 
-Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, context_on: auto, context: chunked, chunk_size: 1024,
-                                 align_corners: true}
+Usage (config): loss.terms.hfa: {weight: 1.0, stage: 2, variant: project, context_on: auto, context: chunked,
+                                 chunk_size: 1024}                  # or variant: authors
 
 Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
 1. T is resized bilinearly to (h, w) and projected to Cs by a 1x1 conv.
@@ -9,12 +9,25 @@ Steps, with S the student's stage map (B, Cs, h, w) and T the teacher's:
    (``context: chunked``), by torch 2's fused attention (``sdpa``) or as written (``direct``, the reference).
    ``context_on: auto`` picks the side(s) whose model is a CNN (the family the model registry gives it,
    ``model.family``): the student for SegFormer -> DeepLabV3, the teacher for the reverse, both for CNN pairs,
-   neither for transformer pairs. On the teacher side it acts on the projected map of step 1.
+   neither for transformer pairs.
 3. Each side is refined by its own :class:`RRB`.
 4. :class:`OffsetHead` predicts a 2-channel offset (x then y) from G = S_refined * T_refined; its last conv
    starts at zero, so training starts from the identity warp.
 5. The refined teacher is warped by :func:`warp` (grid = identity + offset / (w, h)).
 6. The loss is the MSE between the warped teacher and the refined student.
+
+``variant`` fills every item left unset (hmkd.losses.distill.common; docs/hmkd-authors.md has the table):
+- ``tap``: the transformer side's map, ``attn_mean`` (the authors': the mean of stage 3's attention entries,
+  hmkd.models.output) or the stage ``output``;
+- ``resize_align_corners``: step 1's resize, true (the authors') or false (as the decoders resize);
+- ``teacher_context_at``: on a CNN teacher, step 2 acts on its ``input`` map, before the resize and projection
+  (the authors'), or on the ``projected`` one;
+- ``align_corners``: step 5's grid_sample, false (the authors', its default: a zero offset is not the identity)
+  or true (the identity at zero offset);
+- ``offset_bias`` / ``branch_bias``: a bias in the offset conv of step 4 / in the two branch convs (the authors:
+  none / one; the project: one / none, since a BatchNorm follows each branch conv);
+- ``sync_bn``: whether this term's BatchNorms are synchronised across processes like the student's (the authors'
+  alignment modules keep per-GPU statistics).
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -25,29 +38,45 @@ from torch import Tensor, nn
 
 from hmkd.config.typed import check_at_least, check_choice
 from hmkd.losses.criterion import TermContext, TermOptions, register_term
-from hmkd.losses.distill.common import stage_infos
+from hmkd.losses.distill.common import describe_taps, fill_variant, output_taps, side_taps, stage_infos
 from hmkd.losses.distill.global_context import CONTEXT_IMPLEMENTATIONS, context_function
 from hmkd.models.output import SegOutput
 from hmkd.models.registry import model_family
 from hmkd.resize import resize_to
 
 CONTEXT_SIDES = ("auto", "student", "teacher", "both", "none")
+VARIANT_VALUES = {
+    "project": {"tap": "output", "resize_align_corners": False, "teacher_context_at": "projected",
+                "align_corners": True, "offset_bias": True, "branch_bias": False, "sync_bn": True},
+    "authors": {"tap": "attn_mean", "resize_align_corners": True, "teacher_context_at": "input",
+                "align_corners": False, "offset_bias": False, "branch_bias": True, "sync_bn": False},
+}
 
 
 @dataclass
 class HFAOptions(TermOptions):
     stage: int = 2
+    variant: str = "project"
+    tap: Optional[str] = None
     context_on: str = "auto"
     context: str = "chunked"
     chunk_size: int = 1024
-    align_corners: bool = True
+    resize_align_corners: Optional[bool] = None
+    teacher_context_at: Optional[str] = None
+    align_corners: Optional[bool] = None
+    offset_bias: Optional[bool] = None
+    branch_bias: Optional[bool] = None
+    sync_bn: Optional[bool] = None
 
     def __post_init__(self):
         super().__post_init__()
+        fill_variant(self, VARIANT_VALUES)
         check_at_least("stage", self.stage, 0)
+        check_choice("tap", self.tap, ("output", "attn_mean", "attn_second_last"))
         check_choice("context_on", self.context_on, CONTEXT_SIDES)
         check_choice("context", self.context, CONTEXT_IMPLEMENTATIONS)
         check_at_least("chunk_size", self.chunk_size, 1)
+        check_choice("teacher_context_at", self.teacher_context_at, ("projected", "input"))
 
 
 def warp(feat_bchw: Tensor, offset_b2hw: Tensor, align_corners: bool = True) -> Tensor:
@@ -91,26 +120,27 @@ class RRB(nn.Module):
         return self.norm(u_bchw + self.residual(u_bchw))
 
 
-def _conv_bn_relu(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+def _conv_bn_relu(channels: int, bias: bool) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=bias), nn.BatchNorm2d(channels),
                          nn.ReLU(inplace=True))
 
 
 class OffsetHead(nn.Module):
     """G (B, C, h, w) -> offset (B, 2, h, w): two conv3x3-BN-ReLU branches, concat, conv1x1-BN, conv3x3 -> 2.
 
-    The last conv (weight and bias) starts at zero so the first steps align nothing by warping; its input is not
-    zero, so it still receives gradient and the warp is learned from there.
+    The last conv (weight and bias, if any) starts at zero so the first steps align nothing by warping; its input
+    is not zero, so it still receives gradient and the warp is learned from there.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, offset_bias: bool = True, branch_bias: bool = False):
         super().__init__()
-        self.branch_a = _conv_bn_relu(channels)
-        self.branch_b = _conv_bn_relu(channels)
+        self.branch_a = _conv_bn_relu(channels, branch_bias)
+        self.branch_b = _conv_bn_relu(channels, branch_bias)
         self.fuse = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
-        self.offset = nn.Conv2d(channels, 2, 3, padding=1)
+        self.offset = nn.Conv2d(channels, 2, 3, padding=1, bias=offset_bias)
         nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
+        if offset_bias:
+            nn.init.zeros_(self.offset.bias)
 
     def forward(self, g_bchw: Tensor) -> Tensor:
         return self.offset(self.fuse(torch.cat([self.branch_a(g_bchw), self.branch_b(g_bchw)], dim=1)))
@@ -138,38 +168,55 @@ class HFATerm(nn.Module):
     needs_teacher_logits = False
 
     def __init__(self, stage: int, student_channels: int, teacher_channels: int, context_sides: Sequence[str] = (),
-                 chunk_size: int = 1024, align_corners: bool = True, context: str = "chunked"):
+                 chunk_size: int = 1024, align_corners: bool = True, context: str = "chunked", taps=None,
+                 resize_align_corners: bool = False, teacher_context_at: str = "projected", offset_bias: bool = True,
+                 branch_bias: bool = False, sync_bn: bool = True, variant: str = "project"):
         super().__init__()
         self.stage = stage
+        self.variant = variant
+        self.taps = taps or output_taps(stage)
         self.context_sides = tuple(context_sides)
         self.chunk_size = chunk_size
         self.context = context
         self.global_context = context_function(context, chunk_size)
         self.align_corners = align_corners
+        self.resize_align_corners = resize_align_corners
+        self.teacher_context_at = teacher_context_at
+        self.sync_bn = sync_bn
         self.teacher_proj = nn.Conv2d(teacher_channels, student_channels, 1)
         self.student_rrb = RRB(student_channels)
         self.teacher_rrb = RRB(student_channels)
-        self.offset_head = OffsetHead(student_channels)
+        self.offset_head = OffsetHead(student_channels, offset_bias, branch_bias)
 
     @classmethod
     def build(cls, options: HFAOptions, context: TermContext, where: str) -> "HFATerm":
         student, teacher = stage_infos(context, options.stage, where + ".stage")
         sides = resolve_context_sides(options.context_on, context.student, context.teacher, where + ".context_on")
+        taps = side_taps(context, options.stage, options.tap, where + ".tap")
         return cls(options.stage, student.channels, teacher.channels, sides, options.chunk_size,
-                   options.align_corners, options.context)
+                   options.align_corners, options.context, taps, options.resize_align_corners,
+                   options.teacher_context_at, options.offset_bias, options.branch_bias, options.sync_bn,
+                   options.variant)
 
     def extra_repr(self) -> str:
-        return "stage=%d, context_on=%s, context=%s, chunk_size=%d, align_corners=%s" % (
-            self.stage, "+".join(self.context_sides) or "none", self.context, self.chunk_size, self.align_corners)
+        return ("variant=%s, stage=%d, taps=(%s), context_on=%s, context=%s, chunk_size=%d, teacher_context_at=%s, "
+                "resize_align_corners=%s, align_corners=%s, offset_bias=%s, branch_bias=%s, sync_bn=%s" % (
+                    self.variant, self.stage, describe_taps(self.taps), "+".join(self.context_sides) or "none",
+                    self.context, self.chunk_size, self.teacher_context_at, self.resize_align_corners,
+                    self.align_corners, self.offset_head.offset.bias is not None,
+                    self.offset_head.branch_a[0].bias is not None, self.sync_bn))
 
     def forward(self, student_out: SegOutput, labels: Tensor, teacher_out: Optional[SegOutput] = None) -> Tensor:
-        student_bchw = student_out.features[self.stage]
-        teacher_bchw = teacher_out.features[self.stage].detach()
-        teacher_bchw = self.teacher_proj(resize_to(teacher_bchw, student_bchw.shape[2:]))
+        student_bchw = student_out.feature(self.taps["student"])
+        teacher_bchw = teacher_out.feature(self.taps["teacher"]).detach()
+        teacher_context = "teacher" in self.context_sides
+        if teacher_context and self.teacher_context_at == "input":
+            teacher_bchw = self.global_context(teacher_bchw)
+        teacher_bchw = self.teacher_proj(resize_to(teacher_bchw, student_bchw.shape[2:], self.resize_align_corners))
+        if teacher_context and self.teacher_context_at == "projected":
+            teacher_bchw = self.global_context(teacher_bchw)
         if "student" in self.context_sides:
             student_bchw = self.global_context(student_bchw)
-        if "teacher" in self.context_sides:
-            teacher_bchw = self.global_context(teacher_bchw)
         student_ref = self.student_rrb(student_bchw)
         teacher_ref = self.teacher_rrb(teacher_bchw)
         offset_b2hw = self.offset_head(student_ref * teacher_ref)

@@ -22,15 +22,18 @@ def _make_criterion(terms, student, teacher):
     return build_criterion(terms, TermContext(student, teacher, IGNORE))
 
 
-def _run_pair(student, teacher, batch, size, seed=0):
+def _run_pair(student, teacher, batch, size, seed=0, criterion=None):
+    """With ``criterion``, each model also computes the attention taps its terms read, as the trainer asks."""
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, size[0], size[1], generator=gen)
     labels = torch.randint(0, NUM_CLASSES, (batch, size[0], size[1]), generator=gen)
+    student_taps = criterion.taps("student") if criterion is not None else ()
+    teacher_taps = criterion.taps("teacher") if criterion is not None else ()
     with torch.no_grad():
-        teacher_out = teacher.eval()(images)
+        teacher_out = teacher.eval()(images, taps=teacher_taps)
     # ASPP's image-pooling BatchNorm sees one value per channel with a single image: batch 1 runs in eval mode.
     student.train(batch > 1)
-    return student(images), labels, teacher_out
+    return student(images, taps=student_taps), labels, teacher_out
 
 
 @pytest.fixture(scope="session")
@@ -70,5 +73,6 @@ def make_criterion():
 
 @pytest.fixture(scope="session")
 def run_pair():
-    """``run_pair(student, teacher, batch, (H, W))`` -> (student_out, labels, teacher_out) on random images."""
+    """``run_pair(student, teacher, batch, (H, W), criterion=None)`` -> (student_out, labels, teacher_out) on random
+    images; pass the criterion when its terms read attention taps."""
     return _run_pair

@@ -1,13 +1,15 @@
-"""Why a distillation did or did not help: each distilled stage's loss-term curves and its teacher-student CKA.
+"""Why a distillation did or did not help: each distilled stage's loss-term curves, each term's share of the
+student's gradient, and its teacher-student CKA.
 
 Usage:
     diag = diagnostics(trained, distilled={"hmkd"})    # trained: (stage label, training RunDir) for every run
-    diag["loss_terms"], diag["cka"], diag["curves"]; print(diagnostics_markdown(diag))
+    diag["loss_terms"], diag["grad_shares"], diag["cka"], diag["curves"]; print(diagnostics_markdown(diag))
 
 Read from each training run's own files: metrics.jsonl (the ``loss/<term>`` window means the trainer logs every
-``train.log_interval`` steps) and cka.json (hmkd.engine.cka_probe). Per stage, seeds are averaged: a term's first
-and last logged window, and its ratio last / first of those means; the CKA at each aligned stage at step 0 and
-after the last step, and the change (the mean over the seeds that have both). A stage without a teacher, or runs
+``train.log_interval`` steps, and the ``grad_share/<term>`` records of its diagnostic steps, hmkd.engine.grad_share)
+and cka.json (hmkd.engine.cka_probe). Per stage, seeds are averaged: a term's first and last logged window, and its
+ratio last / first of those means; a term's gradient share at the first and the last diagnostic step; the CKA at
+each aligned stage at step 0 and after the last step, and the change (the mean over the seeds that have both). A stage without a teacher, or runs
 without those files (an evaluation-only stage, a run from before the probe), simply add no row; a damaged cka.json
 is a warning.
 """
@@ -15,6 +17,7 @@ import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hmkd.engine.cka_probe import read_cka
+from hmkd.engine.grad_share import GRAD_SHARE, SWITCHED_OFF_SHARE
 from hmkd.engine.logger import read_jsonl
 from hmkd.rundir import RunDir
 
@@ -68,6 +71,28 @@ def term_curves(runs: Sequence[RunDir]) -> Dict[str, List[Tuple[int, float]]]:
     return curves
 
 
+def share_records(run: RunDir) -> List[Tuple[int, Dict[str, float]]]:
+    """(step, {term: share}) for each diagnostic step of the run, in step order."""
+    lines = [r for r in read_jsonl(run.metrics) if "step" in r and any(k.startswith(GRAD_SHARE) for k in r)]
+    return [(r["step"], {k[len(GRAD_SHARE):]: r[k] for k in r if k.startswith(GRAD_SHARE)})
+            for r in sorted(lines, key=lambda r: r["step"])]
+
+
+def share_rows(label: str, runs: Sequence[RunDir]) -> List[Dict[str, Any]]:
+    """One row per loss term of the stage: seeds, its share of the student's gradient at the first and the last
+    diagnostic step (mean over seeds, with those steps), and whether it was switched off by its scale there."""
+    recorded = [r for r in (share_records(run) for run in runs) if r]
+    rows = []
+    for name in _term_order(recorded):
+        having = [[(step, shares[name]) for step, shares in records if name in shares] for records in recorded]
+        having = [values for values in having if values]
+        first, last = _mean(v[0][1] for v in having), _mean(v[-1][1] for v in having)
+        rows.append({"stage": label, "term": name, "seeds": len(having), "first_step": having[0][0][0],
+                     "last_step": having[0][-1][0], "first": first, "last": last,
+                     "switched_off": last is not None and last < SWITCHED_OFF_SHARE})
+    return rows
+
+
 def _cka_record(run: RunDir) -> Optional[Dict[str, Any]]:
     """A damaged cka.json costs its rows (with a warning), never the report."""
     try:
@@ -103,9 +128,10 @@ def diagnostics(trained: Sequence[Tuple[str, RunDir]], distilled: Iterable[str])
     for label, run in trained:
         if label in distilled:
             groups.setdefault(label, []).append(run)
-    out: Dict[str, Any] = {"loss_terms": [], "cka": [], "curves": {}}
+    out: Dict[str, Any] = {"loss_terms": [], "grad_shares": [], "cka": [], "curves": {}}
     for label, runs in groups.items():
         out["loss_terms"] += term_rows(label, runs)
+        out["grad_shares"] += share_rows(label, runs)
         out["cka"] += cka_rows(label, runs)
         curves = term_curves(runs)
         if curves:
@@ -117,8 +143,12 @@ def _number(value: Optional[float], form: str) -> str:
     return "-" if value is None else form % value
 
 
+def _percent(share: Optional[float]) -> str:
+    return "-" if share is None else "%.3g%%" % (100 * share)
+
+
 def diagnostics_markdown(diag: Dict[str, Any]) -> str:
-    """The two tables as Markdown; '' when no distilled stage left the files."""
+    """The tables as Markdown; '' when no distilled stage left the files."""
     lines: List[str] = []
     if diag["loss_terms"]:
         lines += ["Loss terms of the distilled stages: the first and the last logged window (mean over seeds) and "
@@ -128,6 +158,17 @@ def diagnostics_markdown(diag: Dict[str, Any]) -> str:
             lines.append("| %s | %s | %d | %s | %s | %s |" % (r["stage"], r["term"], r["seeds"],
                                                             _number(r["first"], "%.4g"), _number(r["last"], "%.4g"),
                                                             _number(r["ratio"], "%.3f")))
+    if diag.get("grad_shares"):
+        lines += [""] if lines else []
+        lines += ["Each term's share of the student's gradient norm (sum of all terms' norms = 1) at the first and "
+                  "the last diagnostic step (mean over seeds); a term under %g%% is present but switched off by its "
+                  "scale:" % (100 * SWITCHED_OFF_SHARE), "",
+                  "| stage | term | seeds | first (step) | last (step) | switched off |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        for r in diag["grad_shares"]:
+            lines.append("| %s | %s | %d | %s (%d) | %s (%d) | %s |" % (
+                r["stage"], r["term"], r["seeds"], _percent(r["first"]), r["first_step"], _percent(r["last"]),
+                r["last_step"], "yes" if r["switched_off"] else "no"))
     if diag["cka"]:
         lines += [""] if lines else []
         lines += ["Teacher-student linear CKA at the aligned feature stages on the first validation images, at step "

@@ -28,7 +28,7 @@ def write_report(report: RunDir, rows: Sequence[Row], baseline: Optional[str] = 
     os.makedirs(report.path, exist_ok=True)
     atomic_write_text(report.report_md, text)
     runs = [dict(record.to_dict(), label=label) for label, record in rows]
-    saved = {"loss_terms": diag["loss_terms"], "cka": diag["cka"]}
+    saved = {"loss_terms": diag["loss_terms"], "grad_shares": diag["grad_shares"], "cka": diag["cka"]}
     atomic_write_text(report.report_json, json.dumps({"entries": entries, "runs": runs, "diagnostics": saved},
                                                      indent=2, allow_nan=False) + "\n")
     report_charts(report, entries)

@@ -20,6 +20,12 @@ def write_run(path, seed, teacher, terms, cka=None):
     run = RunDir(str(path))
     os.makedirs(run.path)
     with open(run.metrics, "w") as handle:
+        for step in (1, 20):   # the trainer's gradient-share records (diagnostic steps), gla tiny
+            norms = {t: rng.uniform(0.001, 0.005) if t == "gla" else rng.uniform(0.5, 2.0) for t in terms}
+            line = {"grad_norm/" + t: norms[t] for t in terms}
+            line["step"] = step
+            line.update({"grad_share/" + t: norms[t] / sum(norms.values()) for t in terms})
+            handle.write(json.dumps(line) + "\n")
         for step in (5, 10, 15, 20):
             line = {"step": step, "lr": 0.01, "images_per_s": 3.0}
             line.update({"loss/" + t: rng.uniform(0.1, 2.0) for t in terms})
@@ -81,6 +87,18 @@ def test_term_and_cka_tables_hold_the_seed_means_of_the_run_files(tmp_path, stag
         assert row["ratio"] == pytest.approx(last / first, rel=1e-12)
         assert "| hmkd | %s | 2 | %.4g | %.4g | %.3f |" % (row["term"], first, last, last / first) in text
     assert not any(r["stage"] == "student" for r in saved["loss_terms"] + saved["cka"])  # no teacher: no rows
+
+    share_lines = [[line for line in lines_of(run.metrics) if "grad_share/ce" in line] for run in hmkd]
+    assert [r["term"] for r in saved["grad_shares"]] == ["ce", "gla", "hfa"]
+    for row in saved["grad_shares"]:
+        key = "grad_share/" + row["term"]
+        first, last = mean([lines[0][key] for lines in share_lines]), mean([lines[-1][key] for lines in share_lines])
+        assert (row["first_step"], row["last_step"], row["seeds"]) == (1, 20, 2)
+        assert (row["first"], row["last"]) == pytest.approx((first, last), rel=1e-12)
+        assert row["switched_off"] is (row["term"] == "gla")
+        assert "| hmkd | %s | 2 | %.3g%% (1) | %.3g%% (20) | %s |" % (
+            row["term"], 100 * first, 100 * last, "yes" if row["term"] == "gla" else "no") in text
+    assert sum(r["first"] for r in saved["grad_shares"]) == pytest.approx(1.0)
 
     records = [json.load(open(run.cka)) for run in hmkd]
     assert [(r["feature_stage"], r["terms"]) for r in saved["cka"]] == [("stage1", ["gla"]), ("stage3", ["hfa"])]

@@ -30,6 +30,8 @@ from torch.profiler import ProfilerActivity, profile
 from hmkd.benchmarks.common import add_run_args, median_ratio, summarize, time_interleaved, write_result
 from hmkd.cli.common import parse_size
 from hmkd.compat import grad_scaler
+from hmkd.config.schema import TrainConfig
+from hmkd.engine.grad_share import term_gradient_norms
 from hmkd.engine.precision import AMP_DTYPES, resolve_precision
 from hmkd.losses import build_criterion
 from hmkd.losses.criterion import TermContext
@@ -50,11 +52,12 @@ def model_options(name: str, attention: Optional[str]) -> Dict[str, Any]:
 
 
 def hmkd_terms(context: Optional[str] = None) -> Dict[str, Any]:
-    """The distillation terms of the headline step beside CE: GLA and HFA at weight 1 (HFA's context as named)."""
-    hfa: Dict[str, Any] = {"weight": 1.0}
+    """The distillation terms of the headline recipe beside CE: GLA and HFA at weight 1 with the authors' arithmetic
+    (their attention taps included; HFA's context as named)."""
+    hfa: Dict[str, Any] = {"weight": 1.0, "variant": "authors"}
     if context:
         hfa["context"] = context
-    return {"gla": {"weight": 1.0}, "hfa": hfa}
+    return {"gla": {"weight": 1.0, "variant": "authors"}, "hfa": hfa}
 
 
 class DistillSetup:
@@ -89,18 +92,26 @@ class DistillSetup:
         scaler = grad_scaler(self.precision.needs_scaler)  # fp16 only: bf16 has float32's exponent range
         return student, criterion.train(), opt, scaler
 
-    def step(self, student, criterion, opt, scaler, with_teacher: bool) -> Callable[[], None]:
+    def step(self, student, criterion, opt, scaler, with_teacher: bool, grad_share: bool = False
+             ) -> Callable[[], None]:
+        """One training step as the trainer runs it; ``grad_share``: a diagnostic step, which also measures each
+        term's gradient norm on the student's parameters (hmkd.engine.grad_share) before the backward."""
         teacher_logits = criterion.needs_teacher_logits  # as the trainer asks the teacher
+        teacher_taps, student_taps = criterion.taps("teacher"), criterion.taps("student")
         teacher, images, labels = self.teacher, self.images, self.labels
+        params = [p for p in student.parameters() if p.requires_grad]
 
         def step():
             opt.zero_grad(set_to_none=True)
             teacher_out = None
             if with_teacher:
                 with torch.no_grad(), self.autocast():
-                    teacher_out = teacher(images, with_logits=teacher_logits)
+                    teacher_out = teacher(images, with_logits=teacher_logits, taps=teacher_taps)
             with self.autocast():
-                total = sum(criterion(student(images), labels, teacher_out).values())
+                terms = criterion(student(images, taps=student_taps), labels, teacher_out)
+            if grad_share:
+                term_gradient_norms(terms, params, scaler.get_scale() if scaler.is_enabled() else 1.0)
+            total = sum(terms.values())
             scaler.scale(total).backward()
             scaler.step(opt)
             scaler.update()
@@ -126,7 +137,9 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
     # Round-robin, so load from other jobs on a shared machine hits the step and its floors alike.
     times = time_interleaved({"student": step_fn(*plain, with_teacher=False), "teacher": teacher_forward(True),
                               "teacher_features": teacher_forward(False),
-                              "distill": step_fn(*distill, with_teacher=True)}, reps=reps, sync=sync)
+                              "distill": step_fn(*distill, with_teacher=True),
+                              "grad_share_step": step_fn(*distill, with_teacher=True, grad_share=True)},
+                             reps=reps, sync=sync)
     stats = {name: summarize(values) for name, values in times.items()}
     floors = [s + t for s, t in zip(times["student"], times["teacher"])]
     used = "teacher" if criterion.needs_teacher_logits else "teacher_features"
@@ -141,12 +154,23 @@ def measure(teacher_name: str, student_name: str, size, batch: int, device: str,
         **median_ratio(times["distill"], floors), "target": 1.10,
         "ratio_same_teacher_work": like["ratio"], "ratio_same_teacher_work_spread": like["ratio_spread"],
         "images_per_s": batch / stats["distill"]["median_s"]}
+    # The gradient-share diagnostic runs on step 1 and every train.grad_share_interval steps: its cost per step is
+    # the diagnostic step's excess over a plain one, spread over the interval.
+    interval = TrainConfig.grad_share_interval
+    excess = median_ratio(times["grad_share_step"], times["distill"])
+    amortized = [(d * (interval - 1) + g) / interval / f
+                 for d, g, f in zip(times["distill"], times["grad_share_step"], floors)]
+    result["grad_share"] = {"interval": interval, "step": stats["grad_share_step"],
+                            "diagnostic_step_over_plain": excess["ratio"], "spread": excess["ratio_spread"],
+                            "ratio_with_diagnostic": sorted(amortized)[len(amortized) // 2],
+                            "ratio_move": sorted(amortized)[len(amortized) // 2] - result["ratio"]}
     with torch.no_grad():
-        teacher_out, student_out = teacher(images, with_logits=criterion.needs_teacher_logits), student(images)
+        teacher_out = teacher(images, with_logits=criterion.needs_teacher_logits, taps=criterion.taps("teacher"))
+        student_out = student(images, taps=criterion.taps("student"))
     macs = {"student_forward": forward_macs(lambda: student(images)),
             "teacher_forward": forward_macs(lambda: teacher(images)),
             "teacher_forward_as_used": forward_macs(
-                lambda: teacher(images, with_logits=criterion.needs_teacher_logits)),
+                lambda: teacher(images, with_logits=criterion.needs_teacher_logits, taps=criterion.taps("teacher"))),
             "terms_forward": forward_macs(lambda: criterion(student_out, labels, teacher_out))}
     floor_macs = 3 * macs["student_forward"] + macs["teacher_forward_as_used"]
     result["macs"] = macs
@@ -187,11 +211,13 @@ def main(argv=None) -> Dict[str, Any]:
                                          args.context and "context=" + args.context,
                                          args.channels_last and "channels-last") if s)
     print("%s -> %s at %dx%d x%d on %s%s: student step %.3fs, teacher fwd %.3fs (features only %.3fs), distill step "
-          "%.3fs, ratio %.3f (target <= 1.10); against the same teacher work %.3f, in arithmetic %.3f -> %s"
+          "%.3fs, ratio %.3f (target <= 1.10); against the same teacher work %.3f, in arithmetic %.3f; with the "
+          "gradient-share diagnostic every %d steps %.4f (its step %.2fx a plain one) -> %s"
           % (args.teacher, args.student, size[0], size[1], args.batch, args.device, switches,
              result["student_step"]["median_s"], result["teacher_forward"]["median_s"],
              result["teacher_forward_features_only"]["median_s"], result["distill_step"]["median_s"],
-             result["ratio"], result["ratio_same_teacher_work"], result["mac_ratio"], path))
+             result["ratio"], result["ratio_same_teacher_work"], result["mac_ratio"], result["grad_share"]["interval"],
+             result["grad_share"]["ratio_with_diagnostic"], result["grad_share"]["diagnostic_step_over_plain"], path))
     return result
 
 

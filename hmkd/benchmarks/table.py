@@ -46,6 +46,11 @@ def _distill_step(r: Dict[str, Any]) -> Iterator[Row]:
     if "mac_ratio" in r:
         yield ("  the same in multiply-accumulates (the method's arithmetic) " + where, "%.3f" % r["mac_ratio"],
                None, "")
+    share = r.get("grad_share")
+    if share:
+        yield ("  with the gradient-share diagnostic every %d steps (its step %.2fx a plain one; move %+.4f, spread "
+               "%.3f) %s" % (share["interval"], share["diagnostic_step_over_plain"], share["ratio_move"],
+                             r.get("ratio_spread", 0.0), where), "%.3f" % share["ratio_with_diagnostic"], None, "")
     yield ("images/s " + where, "%.2f" % r["images_per_s"], None, "")
     if "peak_memory_mib" in r:
         floor = r.get("floor_peak_memory_mib")

@@ -27,7 +27,9 @@ def test_markdown_rows_and_the_speed_path_labels(tmp_path):
             "ratio": 1.05, "images_per_s": 40.0, "peak_memory_mib": 30000.0, "floor_peak_memory_mib": 20000.0}
     write_result(out, "distill_step_bf16_sdpa", dict(step, amp="bf16", precision="bf16", attention="sdpa",
                                                      term_options={"hfa": {"weight": 1.0, "context": "sdpa"}}))
-    write_result(out, "distill_step_cpu", dict(step, device="cpu", amp="fp16", precision="fp32"))
+    write_result(out, "distill_step_cpu", dict(step, device="cpu", amp="fp16", precision="fp32", ratio_spread=0.02,
+                                               grad_share={"interval": 1000, "diagnostic_step_over_plain": 1.8,
+                                                           "ratio_with_diagnostic": 1.0508, "ratio_move": 0.0008}))
     write_result(out, "distill_step_old", dict(step, amp=True))  # files written before bf16: amp true = fp16
     table_rows = table.rows(out)
     figures = {r[1]: r for r in table_rows}
@@ -36,6 +38,8 @@ def test_markdown_rows_and_the_speed_path_labels(tmp_path):
     assert figures["peak memory %s (floor 20000 MiB)" % where][2] == "30000 MiB"
     assert "images/s segformer_b4->deeplabv3_r18 512x1024 x8 cpu fp16 (ran fp32)" in figures
     assert "images/s segformer_b4->deeplabv3_r18 512x1024 x8 cuda fp16" in figures
+    assert figures["  with the gradient-share diagnostic every 1000 steps (its step 1.80x a plain one; move +0.0008, "
+                   "spread 0.020) segformer_b4->deeplabv3_r18 512x1024 x8 cpu fp16 (ran fp32)"][2] == "1.051"
     text = table.markdown(table_rows)
     lines = text.splitlines()
     assert lines[0] == "| benchmark | figure | value | target | status | load |"

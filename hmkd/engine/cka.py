@@ -6,9 +6,12 @@ Usage:
 
 CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) with X and Y column-centred. It is invariant to orthogonal
 transforms and isotropic scaling of either side, 1 for X against itself, in [0, 1]; undefined (NaN here) when one
-side is constant. The sums are accumulated in float64 over any number of updates (X^T X, Y^T Y, Y^T X and the column
-sums; centring is applied at the end), so the memory is O(C^2) however many positions are fed and nothing needs to be
-subsampled: a probe of full-resolution images is fed one image at a time.
+side is constant. Centred moments are accumulated in float64 over any number of updates: each chunk is centred on
+its own column means and merged with Chan et al.'s parallel update (means, centred X^T X, Y^T Y, Y^T X). Sums of
+raw products centred at the end would cancel catastrophically when a feature's mean is far larger than its spread
+(wrong in the first digit at an offset of 1e8 standard deviations); centred ones agree with the two-pass formula to
+rounding. The memory is O(C^2) however many positions are fed and nothing needs to be subsampled: a probe of
+full-resolution images is fed one image at a time.
 
 Feature maps (NCHW) of two models may differ in width and size. Both are brought to the smaller size (per side, the
 smaller height and the smaller width) by adaptive average pooling, so that each row of both matrices describes the
@@ -30,9 +33,12 @@ def common_size(a_bchw: Tensor, b_bchw: Tensor) -> Tuple[int, int]:
 
 
 def pooled_rows(feat_bchw: Tensor, size: Tuple[int, int]) -> Tensor:
-    """(B*h*w, C) float64 rows of ``feat`` average-pooled to ``size`` (a no-op at its own size)."""
+    """(B*h*w, C) float64 rows of ``feat`` average-pooled to ``size`` (a no-op at its own size). Pooled in the input's
+    dtype (float64 stays float64); half and bfloat16 maps (autocast) in float32, which every device pools."""
     if tuple(feat_bchw.shape[2:]) != tuple(size):
-        feat_bchw = F.adaptive_avg_pool2d(feat_bchw.float(), size)
+        if feat_bchw.dtype not in (torch.float32, torch.float64):
+            feat_bchw = feat_bchw.float()
+        feat_bchw = F.adaptive_avg_pool2d(feat_bchw, size)
     return feat_bchw.permute(0, 2, 3, 1).reshape(-1, feat_bchw.shape[1]).double()
 
 
@@ -41,27 +47,38 @@ class LinearCKA:
 
     def __init__(self):
         self.rows = 0
-        self.sums: Optional[Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = None  # sx, sy, X^T X, Y^T Y, Y^T X
+        # column means of X and Y, and the centred X^T X, Y^T Y, Y^T X of every row fed so far (float64)
+        self.moments: Optional[Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = None
 
     def update_rows(self, x_nc: Tensor, y_nd: Tensor) -> "LinearCKA":
         if x_nc.dim() != 2 or y_nd.dim() != 2 or x_nc.shape[0] != y_nd.shape[0]:
             raise ValueError("linear CKA needs two matrices with the same rows (samples), got %s and %s"
                              % (tuple(x_nc.shape), tuple(y_nd.shape)))
+        rows = x_nc.shape[0]
+        if rows == 0:
+            return self
         x, y = x_nc.double(), y_nd.double()
-        part = (x.sum(0), y.sum(0), x.t() @ x, y.t() @ y, y.t() @ x)
-        self.sums = part if self.sums is None else tuple(a + b for a, b in zip(self.sums, part))
-        self.rows += x.shape[0]
+        mx, my = x.mean(0), y.mean(0)
+        xc, yc = x - mx, y - my
+        part = (mx, my, xc.t() @ xc, yc.t() @ yc, yc.t() @ xc)
+        if self.moments is None:
+            self.moments = part
+        else:  # Chan et al.: the centred sums of the union = both parts' + the shift between their means
+            ma_x, ma_y, xx, yy, yx = self.moments
+            n = self.rows + rows
+            dx, dy = mx - ma_x, my - ma_y
+            weight = self.rows * rows / float(n)
+            self.moments = (ma_x + dx * (rows / float(n)), ma_y + dy * (rows / float(n)),
+                            xx + part[2] + weight * torch.outer(dx, dx), yy + part[3] + weight * torch.outer(dy, dy),
+                            yx + part[4] + weight * torch.outer(dy, dx))
+        self.rows += rows
         return self
 
     def value(self) -> float:
         """CKA of everything fed so far; NaN when nothing was fed or one side has no variance."""
-        if self.sums is None or self.rows < 2:
+        if self.moments is None or self.rows < 2:
             return float("nan")
-        sx, sy, xx, yy, yx = self.sums
-        n = float(self.rows)
-        xx = xx - torch.outer(sx, sx) / n  # the centred X^T X, and so on
-        yy = yy - torch.outer(sy, sy) / n
-        yx = yx - torch.outer(sy, sx) / n
+        _, _, xx, yy, yx = self.moments
         denominator = float(torch.linalg.norm(xx) * torch.linalg.norm(yy))
         if not denominator > 0:
             return float("nan")

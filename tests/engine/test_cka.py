@@ -71,6 +71,40 @@ def test_chunked_updates_equal_one_call_and_a_constant_side_is_undefined():
         linear_cka(x, y[:10])
 
 
+@pytest.mark.parametrize("offset", [1e4, 1e8])
+def test_exact_when_the_mean_is_far_larger_than_the_spread(offset):
+    """Centred moments: at a mean of 1e8 standard deviations the raw-moment sums were wrong in the first digit."""
+    x, y = related(rows=301)
+    x, y = x - x.mean(0) + offset, y - y.mean(0) - offset  # std about 2 and 10, means +-offset
+    expected = numpy_cka(x.numpy(), y.numpy())  # two passes in float64: the means first, then the centred products
+    assert 0.05 < expected < 0.95
+    assert linear_cka(x, y) == pytest.approx(expected, abs=1e-10)
+    meter = LinearCKA()
+    for start in range(0, 301, 64):
+        meter.update_rows(x[start:start + 64], y[start:start + 64])
+    assert meter.value() == pytest.approx(expected, abs=1e-10)
+    # chunks shifted far apart from each other (Chan's update carries the shift between chunk means)
+    steps = LinearCKA().update_rows(x[:100], y[:100]).update_rows(x[100:] + 1e3, y[100:] - 1e3)
+    shifted_x, shifted_y = torch.cat([x[:100], x[100:] + 1e3]), torch.cat([y[:100], y[100:] - 1e3])
+    assert steps.value() == pytest.approx(numpy_cka(shifted_x.numpy(), shifted_y.numpy()), abs=1e-10)
+
+
+def test_float64_feature_maps_are_pooled_in_float64():
+    g = torch.Generator().manual_seed(5)
+    student = torch.randn(2, 6, 8, 12, generator=g, dtype=torch.float64) + 1e8
+    teacher = torch.randn(2, 10, 4, 6, generator=g, dtype=torch.float64)
+    teacher[:, :6] += 0.5 * F.adaptive_avg_pool2d(student - 1e8, (4, 6))
+    rows_s = F.adaptive_avg_pool2d(student, (4, 6)).permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    rows_t = teacher.permute(0, 2, 3, 1).reshape(-1, 10).numpy()
+    expected = numpy_cka(rows_s, rows_t)
+    assert 0.05 < expected < 0.95
+    assert FeatureCKA().update(student, teacher).value() == pytest.approx(expected, abs=1e-10)
+    # autocast's bfloat16 maps are pooled in float32: the same value as those maps in float32
+    low_s, low_t = (student - 1e8).bfloat16(), teacher.bfloat16()
+    assert FeatureCKA().update(low_s, low_t).value() == pytest.approx(
+        FeatureCKA().update(low_s.float(), low_t.float()).value(), abs=1e-12)
+
+
 def test_feature_maps_are_average_pooled_to_the_smaller_size_rows_are_positions():
     g = torch.Generator().manual_seed(4)
     student = torch.randn(2, 6, 8, 12, generator=g)      # stride 4 of a 32x48 image

@@ -6,12 +6,18 @@ Usage: state = torch_load(path)          # a checkpoint with configs, RNG states
        if HAS_SDPA: out = sdpa(q, k, v, scale)          # torch 2's fused attention (absent in 1.11)
        if HAS_MODULE_COMPILE: module.compile()          # torch.compile in place (torch >= 2.2)
        onnx_export(module, (images,), buffer, opset_version=14, ...)   # TorchScript-based exporter on both stacks
+       quiet_cpp_extension()                            # before mmcv: no CUDA_HOME notice on a CPU machine
 
 The speed switches of the config (SDPA, bf16 on the CPU, compile) need torch 2; on the legacy stack the places that
 read them fall back to the eager path with a logged warning, using the flags below.
 """
+import contextlib
+import importlib.util
 import inspect
+import io
+import logging
 import re
+import sys
 from typing import Any, Optional
 
 import torch
@@ -76,3 +82,22 @@ def onnx_export(module: nn.Module, args: Any, target: Any, **options: Any) -> No
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         options["dynamo"] = False
     torch.onnx.export(module, args, target, **options)
+
+
+def quiet_cpp_extension() -> None:
+    """Import torch.utils.cpp_extension (mmcv, the FLOP counter, imports it) with its import-time notice "No CUDA
+    runtime is found, using CUDA_HOME=..." swallowed: it comes on every machine with a CUDA toolkit and no GPU, printed
+    to stdout by torch 1.11 and logged as a warning by torch 2. CUDA_HOME is looked up once, at import, so later imports
+    say nothing; building an extension still warns as before. Nothing is imported where mmcv is not installed."""
+    if "torch.utils.cpp_extension" in sys.modules or importlib.util.find_spec("mmcv") is None:
+        return
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import torch.utils.cpp_extension  # noqa: F401
+    except ImportError:  # mmcv's own import then names what is missing
+        pass
+    finally:
+        logger.setLevel(level)

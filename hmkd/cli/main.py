@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from hmkd import __version__
 from hmkd.atomic import DiskFullError
+from hmkd.compat import quiet_cpp_extension
 from hmkd.engine.distributed import PeerLostError
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
@@ -42,6 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_cpp_extension()  # mmcv's import would tell a CPU user "No CUDA runtime is found, using CUDA_HOME=..."
     warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)

@@ -14,11 +14,21 @@ def test_help_lists_subcommands():
         assert command in result.stdout
 
 
-def test_models_lists_every_family(capsys):
-    assert main(["models", "--num-classes", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "segformer_b4" in out and "deeplabv3_r101" in out
-    assert "64@/4 128@/8 320@/16 512@/32" in out  # SegFormer-B4's declared stages
+def test_models_lists_every_family_and_nothing_else():
+    result = run_cli("models", "--num-classes", "3")  # a process of its own: what a user sees, stderr included
+    assert result.returncode == 0 and result.stderr == ""
+    assert "segformer_b4" in result.stdout and "deeplabv3_r101" in result.stdout
+    assert "64@/4 128@/8 320@/16 512@/32" in result.stdout  # SegFormer-B4's declared stages
+
+
+def test_flops_on_a_cpu_prints_no_warning():
+    """torch 2's cpp_extension, imported with mmcv, logged "No CUDA runtime is found, using CUDA_HOME=..." here."""
+    from hmkd.models.complexity import available_counters
+
+    for counter in available_counters():
+        result = run_cli("flops", "segformer_b0", "--num-classes", "19", "--size", "64x64", "--counter", counter)
+        assert result.returncode == 0 and result.stderr == "", (counter, result.stderr)
+        assert result.stdout.startswith("segformer_b0 (19 classes, 64x64): "), result.stdout
 
 
 def mmcv_installed():

@@ -9,14 +9,17 @@ The data goes to a temp file in the target's folder (same filesystem, so the ren
 fsynced, replaces the target with os.replace, and the folder is fsynced so the rename survives a crash. A failed
 write removes its temp file and leaves the old target untouched. Appends to logs add whole records or nothing.
 
+Every file gets the mode ``open()`` would give it: 0666 less the process umask (0644 at 022, 0664 at 002), and a
+folder's default ACL where it has one. mkstemp's 0600 would make a teammate's checkpoints and reports unreadable on
+shared storage, and a teacher unreadable to a job running under another uid (pyxis, Apptainer).
+
 A full filesystem (ENOSPC) or a spent quota (EDQUOT) is raised as ``DiskFullError`` from here, so every writer says
 the same thing; its ``fix`` may be replaced by a caller that knows more (e.g. where a training run resumes).
 """
 import errno
 import os
-import tempfile
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Iterator, Optional, Tuple
 
 FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
@@ -78,6 +81,18 @@ def reporting_full_disk(path: str, needed: Optional[int]) -> Iterator[None]:
         raise DiskFullError(path, needed, exc.errno) from exc
 
 
+def _create_temp(folder: str, prefix: str) -> Tuple[int, str]:
+    """A new file in ``folder`` (name ``prefix`` + random hex), opened for writing with the mode open() gives:
+    0666 through the umask, applied by the kernel, so no process-wide umask has to be read (and re-set) here."""
+    for _ in range(100):
+        tmp = os.path.join(folder, prefix + os.urandom(6).hex())
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name in %s" % folder, prefix)
+
+
 @contextmanager
 def atomic_open(path: str, needed: Optional[int] = None) -> Iterator[BinaryIO]:
     """A binary file handle whose content replaces ``path`` only when the block ends without an error, for writers
@@ -86,7 +101,7 @@ def atomic_open(path: str, needed: Optional[int] = None) -> Iterator[BinaryIO]:
     folder = os.path.dirname(os.path.abspath(path))
     with reporting_full_disk(path, needed):
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s.tmp." % os.path.basename(path))
+        fd, tmp = _create_temp(folder, ".%s.tmp." % os.path.basename(path))
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
@@ -122,7 +137,7 @@ def append_text(path: str, text: str) -> None:
 def append_bytes(path: str, data: bytes) -> None:
     """Append ``data`` whole or not at all (see append_text): logs of binary records keep whole records."""
     with reporting_full_disk(path, len(data)):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # as open(path, "a"): the umask decides
         try:
             start = os.fstat(fd).st_size
             view = memoryview(data)

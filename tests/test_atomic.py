@@ -1,5 +1,5 @@
 """Atomic writes on a real full filesystem (a tmpfs the test mounts): DiskFullError names the file and the sizes,
-the old file survives, no temp file is left, and an append is whole or not at all."""
+the old file survives, no temp file is left, and an append is whole or not at all. Every file gets open()'s mode."""
 import errno
 import os
 import pickle
@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from hmkd.atomic import DiskFullError, append_text, atomic_open, atomic_write_bytes, format_bytes
+from modes import UMASKS, umask, wrong_modes
 from mounts import PAGE, fill, tmpfs_mounts
 
 
@@ -75,3 +76,18 @@ def test_quota_error_text_and_pickling(tmp_path):
 def test_format_bytes():
     assert [format_bytes(n) for n in (0, 9999, 514869, 42462407, 3 * 10 ** 9)] == [
         "0 bytes", "9999 bytes", "0.51 MB", "42.46 MB", "3.00 GB"]
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_every_file_gets_the_mode_open_gives_under_the_umask(tmp_path, mask):
+    out = tmp_path / "out"
+    with umask(mask):
+        atomic_write_bytes(str(out / "nested" / "model.pth"), b"weights")  # its folders are made too
+        atomic_write_bytes(str(out / "nested" / "model.pth"), b"weights, again")  # a replaced file likewise
+        with atomic_open(str(out / "server.zip")) as handle:
+            handle.write(b"zip")
+        append_text(str(out / "train.log"), "line\n")
+        with open(str(out / "by_open.txt"), "w") as handle:  # the reference
+            handle.write("text")
+    assert wrong_modes(out, mask) == {}
+    assert sorted(os.listdir(str(out))) == ["by_open.txt", "nested", "server.zip", "train.log"]  # no temp file left

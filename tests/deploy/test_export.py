@@ -1,5 +1,5 @@
 """Exported students against eager torch (onnxruntime and torch.jit as the runtimes), at sizes other than the traced
-one, and what a failed export leaves behind."""
+one, what a failed export leaves behind, and the exported file's mode under the umask."""
 import os
 
 import onnx
@@ -7,6 +7,7 @@ import onnxruntime
 import pytest
 import torch
 import torch.nn.functional as F
+from modes import UMASKS, umask, wrong_modes
 
 from hmkd.deploy import TOLERANCE, export_run
 from hmkd.deploy.export import check_sizes
@@ -77,6 +78,16 @@ def test_output_elsewhere_and_traced_size(finished_run, tmp_path):
     assert os.path.isfile(str(target)) and not os.path.exists(os.path.join(run.path, "model.onnx"))
     assert sorted(result.max_abs_diff) == ["24x40", "32x80"]
     assert os.path.getsize(str(target)) == result.bytes
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_the_export_gets_the_mode_open_gives(finished_run, tmp_path, mask):
+    """A deployment team reads the exported file: 0666 less the umask (0644, 0664), not mkstemp's 0600."""
+    run, _ = finished_run("segformer_tiny")
+    with umask(mask):
+        result = export_run(run.path, "onnx", output=str(tmp_path / "deploy" / "student.onnx"))
+    assert result.path == str(tmp_path / "deploy" / "student.onnx")
+    assert wrong_modes(tmp_path / "deploy", mask) == {}
 
 
 def test_check_sizes_differ_in_height_and_width():

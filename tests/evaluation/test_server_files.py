@@ -1,6 +1,6 @@
 """Cityscapes benchmark-server files: labelIds PNGs named for the server and their zip; cityscapesScripts' own
 evaluation of them gives our mIoU; a test split without labels gets files and no score; two ranks write each image
-once."""
+once; every published file has the mode open() gives under the umask."""
 import glob
 import importlib
 import json
@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from modes import UMASKS, umask, wrong_modes
 from runner import run_cli
 
 from hmkd.config import config_from_dict
@@ -172,6 +173,19 @@ def test_a_test_split_gets_server_files_and_no_score(tmp_path, labels):
         for name in archive.namelist():
             label_ids = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_UNCHANGED)
             assert label_ids.shape == (HEIGHT, WIDTH) and set(np.unique(label_ids)) <= set(EVAL_LABEL_IDS)
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_the_server_zip_and_its_run_directory_get_the_modes_open_gives(tmp_path, mask):
+    """What is uploaded (server.zip), its PNGs and the eval run directory: 0666 / 0777 less the umask."""
+    root, weights = str(tmp_path / "cityscapes"), str(tmp_path / "weights.pth")
+    random_model_file(weights)
+    write_images(root, "test", {"berlin": 1})
+    run_dir = str(tmp_path / "run")
+    with umask(mask):
+        result = run_eval_stage(config_from_dict(config(root, split="test", server_files=True)), run_dir, weights)
+    assert result["server_files"] == os.path.join(run_dir, "server.zip") and os.path.isfile(result["server_files"])
+    assert wrong_modes(run_dir, mask) == {}
 
 
 def test_a_failed_zip_publishes_neither_zip_nor_done(tmp_path, monkeypatch):

@@ -1,10 +1,17 @@
-"""The launcher on this machine (submitit's local executor): the whole chain, the report, safe resubmission."""
+"""The launcher on this machine (submitit's local executor): the whole chain, the report, safe resubmission, and
+a pipeline root others can read (the modes open() and mkdir give under the umask)."""
 import json
 import os
 
+import pytest
 import yaml
 from engine_config import tiny_config
+from finished_run import write_finished_run
+from modes import UMASKS, umask, wrong_modes
 from runner import run_cli
+
+from hmkd.launcher.spec import load_spec
+from hmkd.launcher.submit import submit_local
 
 
 def tiny_pipeline(tmp_path, seeds=None):
@@ -93,3 +100,21 @@ def test_failing_stage_stops_the_chain_with_its_log(tmp_path):
     assert "stage teacher failed" in result.stderr and "_log.err" in result.stderr and "Traceback" not in result.stderr
     assert not (root / "hmkd").exists() or not (root / "hmkd" / "DONE").exists()
     assert not os.path.exists(root / "teacher" / "DONE")
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_a_pipeline_root_is_readable_as_the_umask_says(tmp_path, mask):
+    """Everything the launcher, its jobs and the report stage publish under the experiment's root (stage folders,
+    launcher.json, submitit's files, the evaluation's eval.json, report.md/json, charts): 0666 / 0777 less the
+    umask, so a teammate's `hmkd status` and `hmkd report` read them. One job: the trained stage is already DONE."""
+    root = tmp_path / "runs"
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(tiny_config()))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"experiment": "tiny", "root": str(root), "stages": [
+        {"name": "student", "kind": "train", "config": str(tmp_path / "student.yaml")},
+        {"name": "eval", "kind": "eval", "compare": ["student"], "overrides": ["data.num_val=1"]}]}, sort_keys=False))
+    with umask(mask):
+        write_finished_run(root / "tiny" / "student", "segformer_tiny", ["road", "car"])
+        submit_local(load_spec(str(spec)))  # `hmkd submit --local` less its own start-up; the job is a process
+    assert (root / "tiny" / "eval" / "report.md").is_file() and (root / "tiny" / "eval" / "launcher.json").is_file()
+    assert wrong_modes(root, mask) == {}

@@ -14,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from modes import umask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -129,7 +130,11 @@ def test_user_parsing(docker_smoke):
 
 
 def _stage(root, name, done=True, miou=0.5, config=True, report=False):
-    path = root / name
+    with umask(0o022):  # what Docker gives the container's processes: files 0644, folders 0755
+        _write_stage(root / name, done, miou, config, report)
+
+
+def _write_stage(path, done, miou, config, report):
     (path / "checkpoints").mkdir(parents=True)
     (path / "checkpoints" / "config.yaml").write_text("not a stage\n")
     (path / "launcher.json").write_text("{}")
@@ -161,6 +166,20 @@ def test_output_checks(docker_smoke, tmp_path):
     assert "smoke/eval has neither eval.json nor report.json" in docker_smoke.check_outputs(
         str(tmp_path), os.getuid(), os.getgid())[1]
     assert docker_smoke.check_outputs(str(tmp_path / "smoke/none"), 0, 0)[1][0].startswith("no stage directory")
+
+
+def test_outputs_other_users_cannot_read_are_a_problem(docker_smoke, tmp_path):
+    """The host user reads what uid 4242 wrote in the container: a file 0600 or a folder 0700 there fails the smoke."""
+    _stage(tmp_path, "smoke/teacher")
+    assert docker_smoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())[1] == []
+    os.chmod(str(tmp_path / "smoke/teacher/eval.json"), 0o600)  # what mkstemp and a rename left before
+    os.chmod(str(tmp_path / "smoke/teacher/checkpoints"), 0o700)
+    assert docker_smoke.unreadable_paths(str(tmp_path)) == ["smoke/teacher/checkpoints (0700)",
+                                                           "smoke/teacher/eval.json (0600)"]
+    assert docker_smoke.check_outputs(str(tmp_path), os.getuid(), os.getgid())[1] == [
+        "2 paths cannot be read by users other than their owner, e.g. smoke/teacher/checkpoints (0700), "
+        "smoke/teacher/eval.json (0600): files must be 0644 and folders 0755 under the container's umask 022 (are they "
+        "written through hmkd.atomic?)"]
 
 
 def test_seeded_stages_are_checked_per_run(docker_smoke, tmp_path):

@@ -8,8 +8,10 @@ the engine through the docker SDK (a test pin), which the image neither has nor 
 Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`) runs in its own container through the
 image's ENTRYPOINT (`hmkd`), as the invoking user (so the outputs belong to them), with GPUs passed through when the
 host has them, without network. Every run directory it leaves must hold DONE and its results (eval.json, or an eval
-stage's report.json), and every file must belong to that user; the results table written inside the container is
-printed at the end. The run-directory file names come from hmkd.rundir, where the layout is spelled once.
+stage's report.json), and every file must belong to that user and be readable by other users (Docker starts the
+container's processes with umask 022, and hmkd gives each file the mode open() gives under it: 0644, folders 0755),
+as a teammate on shared storage, or a job under another uid, reads them; the results table written inside the
+container is printed at the end. The run-directory file names come from hmkd.rundir, where the layout is spelled once.
 """
 import argparse
 import glob
@@ -17,6 +19,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -210,10 +213,23 @@ def foreign_paths(root: str, uid: int, gid: int) -> List[str]:
     return foreign
 
 
+def unreadable_paths(root: str) -> List[str]:
+    """Every path below ``root`` that users other than its owner cannot read (a folder: list and enter), as
+    'relpath (mode)': under the container's umask 022 a file is 0644 and a folder 0755. ``root`` is the host's own."""
+    unreadable = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for path in [os.path.join(dirpath, d) for d in dirnames] + [os.path.join(dirpath, f) for f in filenames]:
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            need = 0o055 if os.path.isdir(path) else 0o044
+            if not os.path.islink(path) and mode & need != need:
+                unreadable.append("%s (%04o)" % (os.path.relpath(path, root), mode))
+    return sorted(unreadable)
+
+
 def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], List[str]]:
     """One row per run (a stage's seed_* folders, or the stage directory itself) and the problems found: every run
     DONE, training runs with an eval.json holding mIoU, an eval stage with its report.json, and every path under
-    ``root`` owned by uid:gid."""
+    ``root`` owned by uid:gid and readable by other users."""
     rows, problems = [], []
     stages = find_stages(root)
     if not stages:
@@ -226,6 +242,11 @@ def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], 
     foreign = foreign_paths(root, uid, gid)
     if foreign:
         problems.append("%d paths do not belong to %d:%d, e.g. %s" % (len(foreign), uid, gid, ", ".join(foreign[:3])))
+    unreadable = unreadable_paths(root)
+    if unreadable:
+        problems.append("%d paths cannot be read by users other than their owner, e.g. %s: files must be 0644 and "
+                        "folders 0755 under the container's umask 022 (are they written through hmkd.atomic?)"
+                        % (len(unreadable), ", ".join(unreadable[:3])))
     return rows, problems
 
 

@@ -15,7 +15,8 @@ from hmkd.compat import quiet_cpp_extension
 from hmkd.engine.distributed import PeerLostError
 
 # subcommand -> module in hmkd.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "export", "report", "data", "models", "flops"]
+COMMANDS = ["submit", "status", "cancel", "train", "distill", "eval", "export", "predict", "report", "data", "models",
+            "flops"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,9 @@ class DatasetError(ValueError):
         super().__init__(message)
 
 
-def _read_bytes(path: str, kind: str) -> np.ndarray:
+def read_bytes(path: str, kind: str = "image") -> np.ndarray:
+    """The file's bytes as uint8, or a DatasetError naming ``kind`` and ``path`` (for decoders that look at the bytes
+    before choosing how to decode them, as ``hmkd predict`` does)."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except (OSError, ValueError) as exc:
@@ -44,8 +46,11 @@ def _read_bytes(path: str, kind: str) -> np.ndarray:
 
 
 def _decode(path: str, kind: str, flags: int) -> np.ndarray:
+    return decode_bytes(read_bytes(path, kind), path, kind, flags)
+
+
+def decode_bytes(data: np.ndarray, path: str, kind: str, flags: int) -> np.ndarray:
     """Decodes from bytes so a truncated JPEG (which OpenCV half-decodes without failing) is caught by its trailer."""
-    data = _read_bytes(path, kind)
     decoded = cv2.imdecode(data, flags) if data.size else None
     truncated_jpeg = data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and not (
         data[-2] == 0xFF and data[-1] == 0xD9)

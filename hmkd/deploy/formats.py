@@ -3,7 +3,8 @@
 Usage:
     fmt = export_format("onnx")                            # or "torchscript"; an unknown name is a ValueError
     data = fmt.serialize(module, example_nchw, metadata)   # bytes of the file, metadata inside it
-    run = fmt.runner(data); logits_nkhw = run(images_nchw) # the file's own runtime, for checks and benchmarks
+    run = fmt.runner(data); logits_nkhw = run(images_nchw) # the file's own runtime, for checks, benchmarks, predict
+    run = fmt.runner(data, "cuda")                         # on a GPU where the runtime has one (fmt.runs_on says)
     metadata = read_metadata("model.onnx")                 # either format, values parsed from JSON
 
 Both trace the module once and keep batch, height and width dynamic: ONNX through torch's TorchScript-based
@@ -32,8 +33,14 @@ class ExportFormat:
     def serialize(self, module: nn.Module, example_nchw: Tensor, metadata: Dict[str, str]) -> bytes:
         raise NotImplementedError
 
-    def runner(self, data: bytes) -> Runner:
+    def runner(self, data: bytes, device: str = "cpu") -> Runner:
+        """The file's own runtime on ``device`` (``cuda`` where the runtime has it; see ``runs_on``)."""
         raise NotImplementedError
+
+    def runs_on(self, device: str) -> str:
+        """The device type ``runner(data, device)`` runs on: the one asked for, or "cpu" where the runtime has no
+        other."""
+        return torch.device(device).type
 
     def raw_metadata(self, path: str) -> Dict[str, str]:
         raise NotImplementedError
@@ -57,15 +64,24 @@ class OnnxFormat(ExportFormat):
         onnx.checker.check_model(proto)
         return proto.SerializeToString()
 
-    def runner(self, data: bytes) -> Runner:
+    def runner(self, data: bytes, device: str = "cpu") -> Runner:
         ort = _require("onnxruntime", "to run ONNX files")
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        providers = (["CUDAExecutionProvider"] if self.runs_on(device) == "cuda" else []) + ["CPUExecutionProvider"]
+        session = ort.InferenceSession(data, options, providers=providers)
 
         def run(images_nchw: Tensor) -> Tensor:
-            return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: images_nchw.cpu().numpy()})[0])
+            logits = session.run([OUTPUT_NAME], {INPUT_NAME: images_nchw.detach().cpu().numpy()})[0]
+            return torch.from_numpy(logits).to(images_nchw.device)
         return run
+
+    def runs_on(self, device: str) -> str:
+        """onnxruntime's CUDA provider where the installed package has it (onnxruntime-gpu), else the CPU."""
+        if torch.device(device).type != "cuda":
+            return "cpu"
+        ort = _require("onnxruntime", "to run ONNX files")
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
 
     def raw_metadata(self, path: str) -> Dict[str, str]:
         onnx = _require("onnx", "to read ONNX files")
@@ -82,8 +98,8 @@ class TorchScriptFormat(ExportFormat):
         torch.jit.save(traced, buffer, _extra_files=dict(metadata))
         return buffer.getvalue()
 
-    def runner(self, data: bytes) -> Runner:
-        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    def runner(self, data: bytes, device: str = "cpu") -> Runner:
+        loaded = torch.jit.load(io.BytesIO(data), map_location=device)
 
         def run(images_nchw: Tensor) -> Tensor:
             with torch.no_grad():

@@ -10,9 +10,10 @@ hmkd.reporting.results). Results in results/distill_quality.json, the chart in r
 the table printed in the README's markdown. The task and its budget: docs/benchmark-distill.md.
 """
 import argparse
+import json
+import math
 import os
 import time
-import json
 from typing import Any, Dict, List, Sequence
 
 import cv2
@@ -25,7 +26,7 @@ from hmkd.data.synthetic import SyntheticDataset
 from hmkd.launcher.spec import PipelineSpec, load_spec
 from hmkd.launcher.submit import submit_local
 from hmkd.reporting.plots import paired_chart
-from hmkd.reporting.results import _pct, _signed  # the report's own number formats
+from hmkd.reporting.results import _pct, _signed, verdict  # the report's own number formats and verdicts
 from hmkd.rundir import RunDir
 
 UNLABELED_KEY = "data.unlabeled="
@@ -70,36 +71,47 @@ def prepare_unlabeled(spec: PipelineSpec) -> Dict[str, int]:
 
 
 def method_rows(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One row per method of a report.json; a value that is not finite (an older report's NaN) is None, so a
+    method without a finite score or difference is "not compared", never better or worse."""
     rows = []
     for entry in report["entries"]:
         versus = entry.get("vs_baseline") or {}
-        rows.append({"label": entry["label"], "mIoU_mean": entry["mIoU"], "mIoU_std": entry["mIoU_std"],
-                     "seeds": entry["seeds"], "teacher": entry["teacher"], "train_seconds_mean": entry["train_seconds"],
-                     "baseline": versus.get("baseline"), "diff_mean": versus.get("mIoU"),
-                     "diff_ci95": versus.get("ci95"), "within_noise": versus.get("within_noise")})
+        ci95 = versus.get("ci95")
+        rows.append({"label": entry["label"], "mIoU_mean": _finite(entry["mIoU"]),
+                     "mIoU_std": _finite(entry["mIoU_std"]), "seeds": entry["seeds"], "teacher": entry["teacher"],
+                     "train_seconds_mean": entry["train_seconds"], "baseline": versus.get("baseline"),
+                     "diff_mean": _finite(versus.get("mIoU")),
+                     "diff_ci95": ci95 if ci95 and all(_finite(v) is not None for v in ci95) else None,
+                     "within_noise": versus.get("within_noise"), "not_compared": entry.get("not_compared", [])})
     return rows
+
+
+def _finite(value: Any) -> Any:
+    return value if value is None or math.isfinite(value) else None
 
 
 def markdown_table(groups: Dict[str, List[Dict[str, Any]]]) -> str:
     """One row per method: mIoU mean ± std over seeds, the paired difference to the group's baseline, its
-    interval and what it says."""
+    interval and what it says (the report's own verdicts), then a line per run that was not compared."""
     lines = ["| labels | method | seeds | mIoU (%) | vs baseline (points) | 95% interval | verdict |",
              "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    left_out = []
     for group, rows in groups.items():
         for row in rows:
             std = "" if row["mIoU_std"] is None else " ± %s" % _pct(row["mIoU_std"])
-            if row["diff_ci95"] is not None:
-                low, high = row["diff_ci95"]
-                verdict = "within noise" if row["within_noise"] else ("better" if low > 0 else "worse")
-                interval = "%s to %s" % (_signed(low), _signed(high))
+            interval = "-" if row["diff_ci95"] is None else "%s to %s" % tuple(_signed(v) for v in row["diff_ci95"])
+            if row["baseline"] in (None, row["label"]):
+                said = "baseline"
             else:
-                verdict = "baseline" if row["diff_mean"] is None else "single seed: no interval"
-                interval = "-"
+                said = verdict({"mIoU": row["diff_mean"], "ci95": row["diff_ci95"],
+                                "within_noise": row["within_noise"]})
             versus = "" if row["diff_mean"] is None else "%s vs %s" % (_signed(row["diff_mean"]), row["baseline"])
             lines.append("| %s | %s | %d | %s%s | %s | %s | %s |" % (group, row["label"], row["seeds"],
                                                                      _pct(row["mIoU_mean"]), std, versus or "-",
-                                                                     interval, verdict))
-    return "\n".join(lines)
+                                                                     interval, said))
+            left_out += ["%s: not compared: %s (stage %s): %s" % (group, run["run"], row["label"], run["why"])
+                         for run in row.get("not_compared", ())]
+    return "\n".join(lines + ([""] + left_out if left_out else []))
 
 
 def main(argv: Sequence[str] = None) -> Dict[str, Any]:

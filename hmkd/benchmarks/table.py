@@ -84,6 +84,9 @@ def _distill_quality(r: Dict[str, Any]) -> Iterator[Row]:
     for group, rows in r["groups"].items():
         for row in rows:
             std = row.get("mIoU_std")
+            if row["mIoU_mean"] is None:  # no run of it was compared (no finite mIoU)
+                yield ("mIoU %s/%s (0 seed(s), context scenes)" % (group, row["label"]), "not compared", None, "")
+                continue
             value = "%.2f%s" % (100 * row["mIoU_mean"], "" if std is None else " +- %.2f" % (100 * std))
             if row.get("diff_ci95"):
                 value += " (%+.2f, 95%% %+.2f to %+.2f vs %s)" % (100 * row["diff_mean"], 100 * row["diff_ci95"][0],

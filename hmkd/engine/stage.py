@@ -99,7 +99,7 @@ def _compare(run_dir: str, compare: Sequence[Tuple[str, str]], overrides: Dict[s
         for source in found_runs(stage_dir):
             cfg = config_from_dict(deep_merge(read_yaml(source.config), overrides))
             out_dir = os.path.join(run_dir, label, run_name(source, stage_dir))
-            rows.append((label, _evaluate_into(cfg, os.path.normpath(out_dir), source.model, env)))
+            rows.append((label, _evaluate_into(cfg, os.path.normpath(out_dir), source.model, env), source.path))
             trained.append((label, source))
     result: Dict[str, Any] = {"stages": [label for label, _ in compare]}
     if env.is_main:

@@ -7,11 +7,15 @@ Usage:
     print(format_table(record))
 
 Scores are in [0, 1]; an undefined score (NaN) is written as null, since strict JSON has no NaN. Provenance keys are
-always present (null when unknown), so readers never guess which writer produced a file.
+always present (null when unknown), so readers never guess which writer produced a file. A file read back with a
+missing, null or non-finite score (NaN, written by hand, by an older version or by a tool that allows NaN in JSON)
+gets null there, and ``not_scored`` says why when mIoU is the one: such a run is "not compared" in a report, never
+better or worse. A score that is not a number, or outside [0, 1], is a ValueError naming the file, key and value.
 """
 import dataclasses
 import json
 import math
+import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from hmkd.atomic import atomic_write_text
@@ -82,11 +86,56 @@ class EvalRecord:
         except (OSError, ValueError) as exc:
             raise ValueError("%s cannot be read as JSON (%s); evaluate the run again (hmkd eval)" % (path, exc))
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(SUMMARY_KEYS)
         if not isinstance(data, dict) or not required <= set(data):
             raise ValueError("%s is not an hmkd eval.json (it lacks %s); evaluate the run again (hmkd eval)"
                              % (path, ", ".join(sorted(required - set(data if isinstance(data, dict) else ())))))
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        why = _unscored_miou(path, values.get("mIoU", None), "mIoU" in values)
+        for key in SUMMARY_KEYS:
+            values[key] = _read_score(path, key, values.get(key))
+        per_class = values["per_class"]
+        if not isinstance(per_class, dict) or not all(isinstance(v, dict) for v in per_class.values()):
+            raise ValueError("%s: per_class must map each class name to {iou, acc}, got %s; evaluate the run again "
+                             "(hmkd eval)" % (path, _short(values["per_class"])))
+        values["per_class"] = {name: {k: _read_score(path, "per_class.%s.%s" % (name, k), v) for k, v in scores.items()}
+                               for name, scores in values["per_class"].items()}
+        if why and not values.get("not_scored"):
+            values["not_scored"] = why
+        return cls(**values)
+
+
+def _unscored_miou(path: str, value: Any, present: bool) -> Optional[str]:
+    """Why a file's mIoU cannot be compared (missing, null, NaN or infinite), else None; said of the file by its
+    name, as the reader names the run."""
+    name = os.path.basename(path)
+    if not present:
+        held = "has no mIoU"
+    elif value is None:
+        held = "holds mIoU null"
+    elif isinstance(value, float) and not math.isfinite(value):
+        held = "holds mIoU %s" % ("NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity")
+    else:
+        return None
+    return "%s %s; evaluate the run again (hmkd eval)" % (name, held)
+
+
+def _read_score(path: str, key: str, value: Any) -> Optional[float]:
+    """A score from a file: a number in [0, 1]; None for null, NaN or infinity (not a score); else one clear error."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("%s: %s is %s, not a number; scores are fractions in [0, 1] or null: evaluate the run "
+                         "again (hmkd eval)" % (path, key, _short(value)))
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("%s: %s is %r, outside [0, 1]; scores are fractions, not percent: evaluate the run again "
+                         "(hmkd eval)" % (path, key, value))
+    return float(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_class_names(metrics: Dict[str, Any], class_names: Sequence[str]) -> List[str]:

@@ -7,6 +7,7 @@ Usage:
 Seeds pair runs that share their data order and initialisation (a stage's ``seeds`` set ``train.seed``), so the
 per-seed differences remove what the seed does to both; their mean gets Student's t interval with n - 1 degrees of
 freedom. With one shared seed there is a difference but no interval: it is reported as a single-seed difference.
+A seed whose value is missing or not finite (NaN) on either side is not paired: it cannot make a difference.
 The t quantile is computed here (no SciPy in the stack) from the regularised incomplete beta function.
 """
 import math
@@ -23,13 +24,15 @@ class PairedDifference(NamedTuple):
 
     @property
     def within_noise(self) -> Optional[bool]:
-        """True when the interval covers 0; None without an interval (one seed)."""
-        return None if self.ci95 is None else self.ci95[0] <= 0.0 <= self.ci95[1]
+        """True when the interval covers 0; None without a finite interval (one seed): no verdict either way."""
+        if self.ci95 is None or not all(math.isfinite(v) for v in self.ci95):
+            return None
+        return self.ci95[0] <= 0.0 <= self.ci95[1]
 
 
 def paired_difference(method: Dict[int, float], baseline: Dict[int, float]) -> Optional[PairedDifference]:
-    """method - baseline over the seeds both have; None when they share none."""
-    seeds = tuple(sorted(set(method) & set(baseline)))
+    """method - baseline over the seeds both have a finite value for; None when they share none."""
+    seeds = tuple(sorted(s for s in set(method) & set(baseline) if _finite(method[s]) and _finite(baseline[s])))
     if not seeds:
         return None
     diffs = [method[s] - baseline[s] for s in seeds]
@@ -93,5 +96,14 @@ def _beta_fraction(a: float, b: float, x: float) -> float:
 
 
 def by_seed(pairs: Sequence[Tuple[Optional[int], Optional[float]]]) -> Dict[int, float]:
-    """{seed: value} from (seed, value) pairs, leaving out runs without a seed or a value."""
-    return {seed: value for seed, value in pairs if seed is not None and value is not None}
+    """{seed: value} from (seed, value) pairs, leaving out runs without a seed or a finite value. A seed given twice
+    is a ValueError: keeping either value would pair a run the caller's mean may not be using."""
+    seeds = [seed for seed, _ in pairs if seed is not None]
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:
+        raise ValueError("seed %d appears twice; pair one value per seed" % twice[0])
+    return {seed: value for seed, value in pairs if seed is not None and _finite(value)}
+
+
+def _finite(value: Optional[float]) -> bool:
+    return value is not None and math.isfinite(value)

@@ -68,13 +68,18 @@ def plot_run(run: RunDir) -> List[str]:
     return written
 
 
+def _pct_or_nan(value: Any) -> float:
+    """A fraction in percent; NaN (nothing drawn) for a stage with no score."""
+    return float("nan") if value is None else 100 * value
+
+
 def report_charts(report: RunDir, entries: Sequence[Dict[str, Any]]) -> List[str]:
     """mIoU per stage (error bars: std over seeds) and per-class IoU per stage."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labels = [e["label"] for e in entries]
-    ax.bar(labels, [100 * e["mIoU"] for e in entries], yerr=[100 * (e["mIoU_std"] or 0) for e in entries],
-           capsize=4, color="#4c72b0")
+    ax.bar(labels, [_pct_or_nan(e["mIoU"]) for e in entries], yerr=[100 * (e["mIoU_std"] or 0) for e in entries],
+           capsize=4, color="#4c72b0")  # a stage with no compared run has no bar (NaN), not a bar at 0
     ax.set_ylabel("mIoU (%)")
     ax.set_title("mIoU by stage")
     ax.grid(axis="y", alpha=0.3)
@@ -102,7 +107,7 @@ def paired_chart(path: str, groups: Dict[str, List[Dict[str, Any]]]) -> str:
     fig, axes = plt.subplots(len(groups), 2, figsize=(10, 3.2 * len(groups)), squeeze=False)
     for (group, rows), (left, right) in zip(groups.items(), axes):
         labels = [r["label"] for r in rows]
-        left.errorbar(range(len(rows)), [100 * r["mIoU_mean"] for r in rows],
+        left.errorbar(range(len(rows)), [_pct_or_nan(r["mIoU_mean"]) for r in rows],
                       yerr=[100 * (r["mIoU_std"] or 0) for r in rows], fmt="o", capsize=4, color="#4c72b0")
         left.set_xticks(range(len(rows)))
         left.set_xticklabels(labels, rotation=30, ha="right")

@@ -1,4 +1,5 @@
-"""The distillation benchmark's own parts: the unlabelled scenes it writes, its table's verdicts, its chart."""
+"""The distillation benchmark's own parts: the unlabelled scenes it writes, its table's verdicts (a NaN is "not
+compared", never worse), its chart."""
 import os
 
 import cv2
@@ -7,7 +8,7 @@ import pytest
 
 from hmkd.benchmarks import table
 from hmkd.benchmarks.common import write_result
-from hmkd.benchmarks.distill_quality import markdown_table, prepare_unlabeled
+from hmkd.benchmarks.distill_quality import markdown_table, method_rows, prepare_unlabeled
 from hmkd.data.synthetic import SyntheticDataset
 from hmkd.launcher.spec import load_spec
 from hmkd.reporting.plots import paired_chart
@@ -59,6 +60,30 @@ def test_table_says_better_worse_within_noise_and_baseline():
     assert lines[5].endswith("| +1.00 vs ce | -2.00 to +4.00 | within noise |")
     single = dict(rows()["eval"][1], seeds=1, diff_ci95=None, within_noise=None)
     assert markdown_table({"eval": [single]}).splitlines()[2].endswith("| +5.00 vs ce | - | single seed: no interval |")
+
+
+def test_a_nan_score_or_difference_is_not_compared_never_worse(tmp_path):
+    """An older report.json holding NaN (json reads it) and one of today's with a run left out."""
+    nan = float("nan")
+    base = {"label": "ce", "mIoU": 0.2, "mIoU_std": 0.01, "seeds": 5, "teacher": None, "train_seconds": 10.0,
+            "vs_baseline": None}
+    old = dict(base, label="kd", mIoU=nan, mIoU_std=nan, teacher="t",
+               vs_baseline={"baseline": "ce", "mIoU": nan, "ci95": [nan, nan], "within_noise": False})
+    new = dict(base, label="gla", seeds=0, mIoU=None, mIoU_std=None, teacher="t",
+               not_compared=[{"run": "runs/gla/seed_0", "why": "eval.json holds mIoU NaN; evaluate the run again "
+                                                               "(hmkd eval)"}],
+               vs_baseline={"baseline": "ce", "seeds": [], "mIoU": None, "ci95": None, "within_noise": None})
+    groups = {"eval": method_rows({"entries": [base, old, new]})}
+    lines = markdown_table(groups).splitlines()
+    assert lines[2] == "| eval | ce | 5 | 20.00 ± 1.00 | - | - | baseline |"
+    assert lines[3] == "| eval | kd | 5 | - | - | - | no seed in common: not compared |"
+    assert lines[4] == "| eval | gla | 0 | - | - | - | no seed in common: not compared |"
+    assert lines[6:] == ["eval: not compared: runs/gla/seed_0 (stage gla): eval.json holds mIoU NaN; evaluate the "
+                         "run again (hmkd eval)"]
+    assert cv2.imread(paired_chart(str(tmp_path / "q.png"), groups)) is not None
+    write_result(str(tmp_path), "distill_quality", {"groups": groups})
+    figures = {r[1]: r[2] for r in table.rows(str(tmp_path))}
+    assert figures["mIoU eval/gla (0 seed(s), context scenes)"] == "not compared"
 
 
 def test_chart_and_benchmark_table_rows(tmp_path):

@@ -1,4 +1,5 @@
-"""eval.json (contents, strict JSON, atomic replace, read back, damaged files) and the printed table."""
+"""eval.json (contents, strict JSON, atomic replace, read back, damaged files, scores that are not scores) and the
+printed table."""
 import json
 import os
 
@@ -57,7 +58,8 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path, metri
     assert os.listdir(str(tmp_path)) == ["eval.json"]
 
 
-@pytest.mark.parametrize("text, message", [("{", "cannot be read as JSON"), ('{"mIoU": 0.5}', "lacks aAcc"),
+@pytest.mark.parametrize("text, message", [("{", "cannot be read as JSON"),
+                                           ('{"mIoU": 0.5}', "lacks confusion_matrix, model, num_images, "),
                                            ("[1, 2]", "is not an hmkd eval.json")])
 def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, text, message):
     path = tmp_path / "eval.json"
@@ -67,6 +69,40 @@ def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, text, message):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="run or finish that stage first"):
         EvalRecord.read(str(tmp_path / "missing.json"))
+
+
+def _hand_written(tmp_path, metrics, text_of):
+    """An eval.json as our writer writes it, then edited as text (the way a person or another tool changes one)."""
+    path = tmp_path / "eval.json"
+    EvalRecord.from_metrics(metrics, NAMES, model="m").write(str(path))
+    path.write_text(text_of(path.read_text()))
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, held", [
+    (lambda t: t.replace('"mIoU": 0.3333333333333333', '"mIoU": NaN'), "holds mIoU NaN"),
+    (lambda t: t.replace('"mIoU": 0.3333333333333333', '"mIoU": Infinity'), "holds mIoU Infinity"),
+    (lambda t: t.replace('"mIoU": 0.3333333333333333', '"mIoU": null'), "holds mIoU null"),
+    (lambda t: t.replace('"mIoU": 0.3333333333333333,', ''), "has no mIoU")])
+def test_a_missing_or_non_finite_miou_reads_as_null_with_the_reason(tmp_path, metrics, edit, held):
+    path = _hand_written(tmp_path, metrics, edit)
+    record = EvalRecord.read(path)
+    assert record.mIoU is None and record.aAcc == pytest.approx(3 / 5)
+    assert record.not_scored == "eval.json %s; evaluate the run again (hmkd eval)" % held
+    nan_class = _hand_written(tmp_path, metrics, lambda t: t.replace('"iou": 0.0', '"iou": NaN'))
+    assert EvalRecord.read(nan_class).per_class["building"]["iou"] is None   # NaN is never a score
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('"mIoU": 0.3333333333333333', '"mIoU": "33.3"', 'mIoU is "33.3", not a number; scores are fractions in [0, 1]'),
+    ('"mIoU": 0.3333333333333333', '"mIoU": 33.3', "mIoU is 33.3, outside [0, 1]; scores are fractions, not percent"),
+    ('"iou": 0.0', '"iou": true', "per_class.building.iou is true, not a number")])
+def test_a_score_that_is_not_a_fraction_is_one_line_naming_file_key_and_value(tmp_path, metrics, old, new, message):
+    path = _hand_written(tmp_path, metrics, lambda t: t.replace(old, new))
+    with pytest.raises(ValueError) as info:
+        EvalRecord.read(path)
+    assert str(info.value).startswith("%s: %s" % (path, message)) and "\n" not in str(info.value)
+    assert str(info.value).endswith("evaluate the run again (hmkd eval)")
 
 
 @pytest.mark.parametrize("names, message", [(NAMES[:3], "3 class names for 4 classes"),

@@ -61,3 +61,15 @@ def test_within_noise_single_seed_and_no_common_seed():
     assert single.std is None and single.within_noise is None
     assert paired_difference({0: 0.7}, {1: 0.7}) is None
     assert by_seed([(0, 0.5), (None, 0.6), (1, None), (2, 0.7)]) == {0: 0.5, 2: 0.7}
+
+
+def test_a_nan_value_is_not_paired_and_a_seed_given_twice_is_refused():
+    nan = float("nan")
+    got = paired_difference({0: 0.72, 1: nan, 2: 0.71}, {0: 0.70, 1: 0.70, 2: 0.70})
+    assert got.seeds == (0, 2) and got.mean == pytest.approx(0.015) and math.isfinite(got.ci95[0])
+    assert paired_difference({0: nan}, {0: 0.7}) is None   # nothing to compare: no difference, no verdict
+    assert by_seed([(0, nan), (1, float("inf")), (2, 0.7)]) == {2: 0.7}
+    with pytest.raises(ValueError, match="seed 3 appears twice"):
+        by_seed([(3, 0.5), (3, 0.6)])
+    with pytest.raises(ValueError, match="seed 3 appears twice"):
+        by_seed([(3, nan), (3, 0.6)])   # also when one of them has no value

@@ -1,5 +1,6 @@
 """The results table: seeds aggregated (mean, sample std against statistics.stdev), one row per stage, '-' where a
-value is unknown; the report files and charts."""
+value is unknown; the report files and charts; a run without a finite mIoU not compared (never better or worse);
+two runs of one seed refused."""
 import json
 import statistics
 
@@ -7,7 +8,7 @@ import pytest
 
 from hmkd.evaluation.record import EvalRecord
 from hmkd.reporting.report import write_report
-from hmkd.reporting.results import aggregate, markdown
+from hmkd.reporting.results import aggregate, markdown, verdict
 from hmkd.rundir import RunDir
 
 
@@ -85,3 +86,47 @@ def test_a_single_seed_difference_says_so_and_the_baseline_can_be_named():
     with pytest.raises(ValueError, match="baseline 'teacher' is not one of the compared stages"):
         aggregate(rows, baseline="teacher")
     assert all(e["vs_baseline"] is None for e in aggregate(seeded("a", [0.5]) + seeded("b", [0.6])))  # no student
+
+
+def test_a_nan_miou_is_not_compared_and_named_never_better_or_worse(tmp_path):
+    nan = float("nan")
+    rows = ([("student", record(v, 0.5, seed=s), "runs/student/seed_%d" % s) for s, v in enumerate([0.70, 0.69, 0.705])]
+            + [("hmkd", record(v, 0.5, seed=s, **DISTILLED), "runs/hmkd/seed_%d" % s)
+               for s, v in enumerate([0.712, nan, 0.716])]
+            + [("kd", record(None, 0.5, seed=0, not_scored="eval.json holds mIoU NaN; evaluate the run again "
+                                                          "(hmkd eval)", **DISTILLED), "runs/kd")])
+    entries = {e["label"]: e for e in aggregate(rows)}
+    hmkd, kd = entries["hmkd"], entries["kd"]
+    # the mean and the pairing use the same two runs: seeds 0 and 2
+    assert hmkd["seeds"] == 2 and hmkd["mIoU"] == pytest.approx(0.714) and hmkd["vs_baseline"]["seeds"] == [0, 2]
+    assert hmkd["not_compared"] == [{"run": "runs/hmkd/seed_1", "why": "its mIoU is nan"}]
+    assert kd["seeds"] == 0 and kd["mIoU"] is None and kd["vs_baseline"]["mIoU"] is None
+    text = markdown(list(entries.values()))
+    assert "| kd | deeplabv3_r18 | segformer_b0 | ce+gla+hfa | 0 | - | - | - | - | - | - |" in text
+    assert "| kd | 0 | - | - | no seed in common: not compared |" in text
+    assert [line for line in text.splitlines() if line.startswith("not compared")] == [
+        "not compared: runs/hmkd/seed_1 (stage hmkd): its mIoU is nan",
+        "not compared: runs/kd (stage kd): eval.json holds mIoU NaN; evaluate the run again (hmkd eval)"]
+    assert "nan" not in text.replace("its mIoU is nan", "") and " worse " not in text
+    out = write_report(RunDir(str(tmp_path)), rows)   # strict JSON and the charts: no NaN anywhere
+    saved = json.load(open(RunDir(str(tmp_path)).report_json))
+    assert [r["run"] for r in saved["runs"]][:2] == ["runs/student/seed_0", "runs/student/seed_1"]
+    assert out["markdown"].count("not compared: ") == 2
+
+
+def test_a_nan_interval_is_never_a_verdict():
+    assert verdict({"mIoU": float("nan"), "ci95": [float("nan")] * 2, "within_noise": False}) == (
+        "no seed in common: not compared")
+    assert verdict({"mIoU": 0.01, "ci95": [float("nan"), 0.02], "within_noise": False}) == "not compared"
+    assert verdict({"mIoU": 0.01, "ci95": [0.005, 0.02], "within_noise": False}) == "better"
+
+
+def test_two_runs_of_one_seed_in_a_stage_are_refused_naming_both():
+    rows = [("student", record(0.70, 0.5, seed=0), "runs/student/seed_0"),
+            ("student", record(0.72, 0.5, seed=0), "runs/student/seed_1"),
+            ("hmkd", record(0.71, 0.5, seed=0, **DISTILLED), "runs/hmkd")]
+    with pytest.raises(ValueError) as info:
+        aggregate(rows)
+    assert str(info.value) == ("stage student has two runs with seed 0: runs/student/seed_0 and runs/student/seed_1; "
+                               "give each run of a stage its own train.seed (the stage's seeds list sets them), or "
+                               "compare one of them")

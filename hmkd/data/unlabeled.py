@@ -38,8 +38,9 @@ def resolve_source(source: str, root: str = "") -> str:
     return os.path.join(root, "leftImg8bit", split)
 
 
-def folder_images(folder: str) -> List[str]:
-    """Every .png/.jpg/.jpeg under ``folder`` (any depth, symlinked folders followed once), sorted: a fixed order."""
+def folder_images(folder: str, extensions: Sequence[str] = UNLABELED_EXTENSIONS) -> List[str]:
+    """Every .png/.jpg/.jpeg (``extensions``, lower case) under ``folder`` (any depth, symlinked folders followed
+    once), sorted: a fixed order. ``hmkd predict`` searches its SOURCE folders with it too."""
     found, seen = [], set()
     for directory, subdirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(directory)
@@ -48,13 +49,14 @@ def folder_images(folder: str) -> List[str]:
             continue
         seen.add(real)
         subdirs.sort()  # the walk's order decides which of two links to one folder names its images
-        found += [os.path.join(directory, n) for n in names if n.lower().endswith(UNLABELED_EXTENSIONS)]
+        found += [os.path.join(directory, n) for n in names if n.lower().endswith(tuple(extensions))]
     return sorted(found)
 
 
-def listed_images(list_path: str) -> List[str]:
+def listed_images(list_path: str, what: str = "data.unlabeled list") -> List[str]:
     """One image path per line (relative ones against the list's folder; blank lines and ``#`` comments skipped);
-    a listed file that does not exist is an error naming it, as is a list that names none."""
+    a listed file that does not exist is an error naming it, as is a list that names none (``what``: the list's
+    role in those errors)."""
     base = os.path.dirname(os.path.abspath(list_path))
     paths, missing = [], []
     with open(list_path) as handle:
@@ -69,10 +71,10 @@ def listed_images(list_path: str) -> List[str]:
     if missing:
         number, path = missing[0]
         more = " (and %d more missing)" % (len(missing) - 1) if len(missing) > 1 else ""
-        raise FileNotFoundError("data.unlabeled list %s line %d names %s, which does not exist%s; fix the list or "
-                                "the files" % (list_path, number, path, more))
+        raise FileNotFoundError("%s %s line %d names %s, which does not exist%s; fix the list or the files"
+                                % (what, list_path, number, path, more))
     if not paths:
-        raise ValueError("data.unlabeled list %s names no image; expected one image path per line" % list_path)
+        raise ValueError("%s %s names no image; expected one image path per line" % (what, list_path))
     return paths
 
 

@@ -14,16 +14,17 @@ Each SOURCE is, by what it is on disk:
 - otherwise a glob pattern (``*``, ``?``, ``[``; ``**`` recursive), its matches sorted, named as inside the
   pattern's fixed leading folder.
 
-Two inputs that would write the same output name are refused before anything runs, naming both files.
+Folders are searched and lists read as ``data.unlabeled``'s are (hmkd.data.unlabeled), with videos added. Two inputs
+that would write the same output name are refused before anything runs, naming both files.
 """
 import glob
 import os
 from typing import Dict, List, NamedTuple, Sequence
 
 from hmkd.data.files import IMAGE_EXTENSIONS
+from hmkd.data.unlabeled import LIST_EXTENSIONS, folder_images, listed_images
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-LIST_EXTENSIONS = (".txt", ".lst")
 IMAGE = "image"
 VIDEO = "video"
 
@@ -47,30 +48,14 @@ def _stem(path: str, root: str) -> str:
 
 
 def _folder(folder: str) -> List[Input]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and not name.startswith("."):
-                path = os.path.join(dirpath, name)
-                found.append(Input(path, _stem(path, folder), kind_of(name)))
-    return sorted(found, key=lambda i: i.path)
+    """The folder search of ``data.unlabeled`` (recursive, sorted, symlinked folders once), images and videos."""
+    return [Input(p, _stem(p, folder), kind_of(p)) for p in folder_images(folder, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
 
 
 def _list_file(list_path: str) -> List[Input]:
+    """The list format of ``data.unlabeled``: one path per line, relative ones against the list's folder."""
     base = os.path.dirname(list_path)
-    found = []
-    with open(list_path) as handle:
-        for number, line in enumerate(handle, 1):
-            entry = line.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            path = os.path.normpath(os.path.join(base, os.path.expanduser(entry)))
-            if not os.path.exists(path):
-                raise FileNotFoundError("%s line %d: %s does not exist; expected one image or video path per line "
-                                        "(relative to the list's folder)" % (list_path, number, entry))
-            found.append(Input(path, _stem(path, base), kind_of(path)))
-    return found
+    return [Input(p, _stem(p, base), kind_of(p)) for p in listed_images(list_path, "list")]
 
 
 def _glob_root(pattern: str) -> str:
@@ -94,10 +79,7 @@ def _one(source: str) -> List[Input]:
         return found
     if os.path.exists(path):
         if path.lower().endswith(LIST_EXTENSIONS):
-            found = _list_file(path)
-            if not found:
-                raise ValueError("list %s names no files; expected one image or video path per line" % source)
-            return found
+            return _list_file(path)
         return [Input(path, _stem(path, os.path.dirname(path)), kind_of(path))]
     if glob.has_magic(source):
         root = _glob_root(os.path.expanduser(source))

@@ -14,7 +14,7 @@ def touch(path):
 
 
 def test_folder_is_recursive_sorted_and_keeps_sub_folders(tmp_path):
-    for rel in ("b.png", "a/z.jpg", "a/b/c.PNG", "clip.mp4", "notes.txt", ".hidden.png"):
+    for rel in ("b.png", "a/z.jpg", "a/b/c.PNG", "clip.mp4", "notes.txt", ".b.png.tmp.0a1b2c"):
         touch(tmp_path / "in" / rel)
     inputs = expand_sources([str(tmp_path / "in")])
     assert [i.stem for i in inputs] == ["a/b/c", "a/z", "b", "clip"]
@@ -49,5 +49,6 @@ def test_colliding_names_and_missing_sources_are_refused(tmp_path):
         expand_sources([str(tmp_path / "empty")])
     listing = tmp_path / "l.txt"
     listing.write_text("gone.png\n")
-    with pytest.raises(FileNotFoundError, match="l.txt line 1: gone.png does not exist"):
+    with pytest.raises(FileNotFoundError, match="list %s line 1 names %s, which does not exist" % (
+            listing, tmp_path / "gone.png")):
         expand_sources([str(listing)])

@@ -1,12 +1,15 @@
 """Real inputs for hmkd predict's tests, written with OpenCV: blocky images, videos, a sharpened random student.
 
-Usage (importable: pytest's pythonpath has tests/): from predict_files import IMAGES, blocky, write_image, write_video
+Usage (importable: pytest's pythonpath has tests/):
+    run, model = finished_student(tmp_path / "run")              # a finished run, its classifier sharpened
+    folder = image_folder(tmp_path / "images"); clip = video_file(tmp_path / "clip.mp4")
 """
 import os
 
 import cv2
 import numpy as np
 import torch
+from finished_run import write_finished_run
 
 CLASSES = ("road", "car", "sky")
 # (relative path, height, width, kind): the sizes differ in both axes and repeat, so batches form and break.
@@ -38,10 +41,41 @@ def write_video(path, frames_bgr, fps=5.0):
 
 
 def sharpen(model):
-    """Scales the classifier so a random network's predictions change from block to block."""
-    head = model.decode_head if hasattr(model, "decode_head") else model
+    """A random student whose predictions change from block to block: BatchNorm statistics back to their defaults
+    (finished_run's random ones make one class win everywhere), no classifier bias, and the classifier scaled so the
+    logits on a blocky image spread by about 3."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+    model.eval()
+    probe = blocky(np.random.default_rng(99), 48, 64).transpose(2, 0, 1)[None].astype(np.float32) / 64.0 - 2.0
     with torch.no_grad():
-        for name, parameter in head.named_parameters():
-            if "classifier" in name or "conv_seg" in name or "cls" in name:
-                parameter.mul_(20)
+        model.decode_head.classifier.bias.zero_()
+        spread = float(model(torch.from_numpy(probe)).logits.std())
+        model.decode_head.classifier.weight.mul_(3.0 / max(spread, 1e-6))
     return model
+
+
+def finished_student(path, name="deeplabv3_tiny", class_names=CLASSES, normalize="imagenet_rgb"):
+    """A finished run (tests/finished_run.py) whose model.pth holds the sharpened student; (RunDir, model)."""
+    run, model = write_finished_run(path, name, list(class_names), normalize)
+    sharpen(model)
+    state = torch.load(run.model)
+    state["model"] = model.state_dict()
+    torch.save(state, run.model)
+    return run, model
+
+
+def image_folder(folder):
+    """IMAGES under ``folder`` (and a README the folder search leaves out); returns the folder."""
+    rng = np.random.default_rng(0)
+    for rel, height, width, kind in IMAGES:
+        write_image(os.path.join(str(folder), rel), blocky(rng, height, width, 1 if kind == "grey" else 3))
+    with open(os.path.join(str(folder), "README.txt"), "w") as handle:
+        handle.write("not an image\n")
+    return str(folder)
+
+
+def video_file(path, frames=5):
+    rng = np.random.default_rng(1)
+    return write_video(path, [blocky(rng, 48, 64) for _ in range(frames)])

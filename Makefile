@@ -15,6 +15,7 @@ help:
 	@echo "                  STACK=modern: Python 3.11, torch 2)"
 	@echo "make test         run the test suite (CPU, tiny models) in $(VENV)"
 	@echo "make bench        CPU benchmarks, <15 min (JSON in $(BENCH_OUT)/, then a table of figures vs targets)"
+	@echo "make bench-predict hmkd predict's images/s (torch, onnxruntime, TorchScript) against the forward alone, CPU"
 	@echo "make bench-distill the distillation quality benchmark, <45 min (docs/benchmark-distill.md)"
 	@echo "make bench-gpu    set up a venv on a bare GPU machine and run the GPU benchmarks"
 	@echo "make gpu-check    the prepared GPU check (CUDA tests + GPU benchmarks, <8 min; GPU_CHECK_FLAGS=--dry-run: CPU)"
@@ -48,7 +49,7 @@ BENCH_GPU_PY ?= python3
 BENCH_GPU_FLAGS ?=
 BENCH := $(PY) -m hmkd.benchmarks
 
-.PHONY: bench-gpu bench-data bench-eval bench-export bench-formats bench-stacks bench-table
+.PHONY: bench-gpu bench-data bench-eval bench-export bench-formats bench-predict bench-stacks bench-table
 
 bench-distill: $(VENV)/.installed
 	$(BENCH).distill_quality --out $(BENCH_OUT) --root $(BENCH_ROOT)
@@ -65,6 +66,11 @@ bench-formats: $(VENV)/.installed
 # The exported student (hmkd export): onnxruntime and TorchScript latency against torch eager, CPU, batch 1.
 bench-export: $(VENV)/.installed
 	$(BENCH).export_latency --out $(BENCH_OUT)
+
+# hmkd predict end to end (decode, normalise, infer, colour, write) against the forward alone: torch eager, onnxruntime
+# and TorchScript, DeepLabV3-R18 at 512x1024 on the CPU, same threads, timed in rotation (a few minutes on 2 cores).
+bench-predict: $(VENV)/.installed
+	$(BENCH).predict_throughput --out $(BENCH_OUT)
 
 bench-table:
 	$(BENCH).table $(BENCH_OUT)

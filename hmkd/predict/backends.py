@@ -115,7 +115,9 @@ def _eval_window(cfg) -> Optional[Tuple[Tuple[int, int], Tuple[int, int]]]:
     return (tuple(crop), tuple(stride)) if crop and stride else None
 
 
-def _torch_backend(module, class_names, normalize, device, amp, path, model_name, window=None) -> Backend:
+def torch_backend(module, class_names: List[str], normalize: str, device: torch.device, amp: Optional[str] = None,
+                  path: str = "", model_name: Optional[str] = None, window=None) -> Backend:
+    """A segmentor in memory as the torch backend (what a run directory or model.pth loads into; benchmarks)."""
     precision = resolve_precision(amp_mode(amp, "--amp"), device, "--amp", warn=warnings.warn)
     module = module.to(device).eval()
     return Backend(TORCH, module, list(class_names), normalize, device, precision, path, model_name, window)
@@ -125,7 +127,7 @@ def _from_run_dir(path: str, device: torch.device, amp, normalize, classes) -> B
     student = load_student(path)
     _fill(student.class_names, classes, "--classes", path, "its class names")
     _fill(student.cfg.model.normalize, normalize, "--normalize", path, "its normalisation")
-    return _torch_backend(student.module.model, student.class_names, student.cfg.model.normalize, device, amp,
+    return torch_backend(student.module.model, student.class_names, student.cfg.model.normalize, device, amp,
                           RunDir(path).model, student.cfg.model.name, _eval_window(student.cfg))
 
 
@@ -161,7 +163,7 @@ def _from_model_file(path: str, header: Dict[str, Any], device: torch.device, am
             path, " or ".join(sorted(NORMALIZATIONS))))
     model = build_model(name, len(names), **options)
     load_pretrained(model, path, strict=True)
-    return _torch_backend(model, names, norm, device, amp, path, name, window)
+    return torch_backend(model, names, norm, device, amp, path, name, window)
 
 
 def _metadata(path: str, fmt_name: str) -> Dict[str, Any]:

@@ -127,7 +127,8 @@ def main(argv=None) -> Dict[str, Any]:
               "workers": args.workers, "outputs": kinds, "input_format": args.format, "device": "cpu",
               "threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__, "runtimes": rows,
               "target_ratio": 1.3, "load_average_before": load_before,
-              "floor": "the same backend's forward alone (predict_batch) on the images already normalised, same batches"}
+              "floor": "the same backend's forward alone (predict_batch) on the images already normalised, in the same "
+                       "batches"}
     path = write_result(args.out, args.name, result)
     for name, row in rows.items():
         print("predict %s %dx%d %s CPU %d threads, batch %d, %d workers: %s %.3f images/s, forward alone %.3f "

@@ -1,7 +1,8 @@
 """hmkd predict SOURCE... --model RUN_DIR|model.pth|model.onnx|model.pt --out DIR: the trained student on your own
 images and videos, with the model's own pre-processing, through torch or the exported file's runtime.
 
-SOURCE: image files, folders (recursive, sorted), glob patterns, .txt/.lst lists of paths, videos (hmkd.predict.sources).
+SOURCE: image files, folders (recursive, sorted), glob patterns, .txt/.lst lists of paths, videos
+(hmkd.predict.sources).
 Outputs (--outputs, one folder each under DIR): palette, label, overlay, probs, confidence (hmkd.predict.outputs);
 a rerun skips what exists (--overwrite redoes it). Exit status: 0, 1 when inputs were skipped as bad (--skip-bad),
 2 on an error (one line).
@@ -17,7 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="image files, folders (searched recursively), glob patterns, .txt/.lst lists, videos")
     parser.add_argument("--model", required=True,
-                        help="a finished run directory, its model.pth, or a file of hmkd export (.onnx, TorchScript .pt)")
+                        help="a finished run directory, its model.pth, or a file of hmkd export (.onnx, "
+                             "TorchScript .pt)")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per kind of output)")
     parser.add_argument("--outputs", default="palette,overlay",
                         help="comma-separated: palette (indexed PNG: class ids + colours), label (class-id PNG), "
@@ -81,11 +83,11 @@ def run(args) -> int:
                              batch_windows=args.batch_windows, workers=args.workers, skip_bad=args.skip_bad,
                              video_out=args.video_out, strict_input=args.strict_input)
     window = " %dx%d windows every %dx%d" % (crop + stride) if args.mode == "slide" else ""
-    print("predict: %s and %s with %s %s (%s, %s; %s normalisation; %d classes, %s) in %s mode%s%s "
-          "-> %s (%s)" % (_count(len(inputs) - videos, "image"), _count(videos, "video"), backend.name, backend.model_name or "?", backend.device,
-                          backend.precision.name, backend.normalize, len(backend.class_names), outputs.palette_source,
-                          args.mode, window, " + flip" if args.flip else "", args.out,
-                          "video" if args.video_out and videos else ", ".join(kinds)), flush=True)
+    print("predict: %s and %s with %s %s (%s, %s; %s normalisation; %d classes, %s) in %s mode%s%s -> %s (%s)" % (
+        _count(len(inputs) - videos, "image"), _count(videos, "video"), backend.name, backend.model_name or "?",
+        backend.device, backend.precision.name, backend.normalize, len(backend.class_names), outputs.palette_source,
+        args.mode, window, " + flip" if args.flip else "", args.out,
+        "video" if args.video_out and videos else ", ".join(kinds)), flush=True)
     summary = predict(inputs, backend, outputs, options)
     rate = summary.predicted / summary.seconds if summary.seconds > 0 else 0.0
     parts = ["predicted %d images%s in %.1f s (%.2f images/s)" % (

@@ -32,10 +32,12 @@ def batches(folder, normalize):
     return list(groups.values())
 
 
-@pytest.mark.parametrize("model_name, protocols", [("deeplabv3_tiny", (WHOLE, SLIDE_FLIP)), ("segformer_tiny", (WHOLE,))])
+@pytest.mark.parametrize("model_name, protocols", [("deeplabv3_tiny", (WHOLE, SLIDE_FLIP)),
+                                                   ("segformer_tiny", (WHOLE,))])
 def test_torch_onnx_and_torchscript_agree_to_1e4(run_dir, image_folder, model_name, protocols):
     run, _ = run_dir(model_name)
-    files = {fmt: export_run(run.path, fmt, size=(64, 96), verify=False).path for fmt in ("onnx", "torchscript")}
+    # exported as hmkd export does; its own check is skipped, since this test makes the same one on real images
+    files = {f: export_run(run.path, f, size=(64, 96), verify=False).path for f in ("onnx", "torchscript")}
     backends = [load_backend(run.path, "cpu")] + [load_backend(files[f], "cpu") for f in ("onnx", "torchscript")]
     assert [b.name for b in backends] == ["torch", "onnxruntime", "torchscript"]
     assert all(b.class_names == ["road", "car", "sky"] and b.normalize == "imagenet_rgb" for b in backends)

@@ -201,15 +201,40 @@ def test_smoke_commands_are_accepted_by_this_cli_and_spec(docker_smoke):
     from hmkd.launcher.spec import load_spec
 
     parser = build_parser()
+    parsed = []
     for argv in docker_smoke.SMOKE_COMMANDS:
         args, extra = parser.parse_known_args(list(argv))
         assert not extra, argv
-        assert args.command == "submit" and args.local
-        spec = load_spec(os.path.join(ROOT, args.spec), args.set)
-        assert spec.root == docker_smoke.SHARED
-        trained = [s for s in spec.stages if s.kind in ("train", "distill")]
-        assert trained and all("schedule.max_iters=20" in s.overrides for s in trained)
-        assert any(s.kind in ("eval", "compare") for s in spec.stages)  # the evaluating stage (renamed compare)
+        parsed.append(args)
+    assert [a.command for a in parsed] == ["submit", "predict"]
+    args = parsed[0]
+    assert args.local
+    spec = load_spec(os.path.join(ROOT, args.spec), args.set)
+    assert spec.root == docker_smoke.SHARED
+    trained = [s for s in spec.stages if s.kind in ("train", "distill")]
+    assert trained and all("schedule.max_iters=20" in s.overrides for s in trained)
+    assert any(s.kind in ("eval", "compare") for s in spec.stages)  # the evaluating stage (renamed compare)
+    predict = parsed[1]   # the distilled student of that spec, on the pictures its run wrote, out on the mount too
+    distilled = [s.name for s in spec.stages if s.kind == "distill"]
+    assert predict.model == "%s/%s/%s" % (spec.root, spec.experiment, distilled[0])
+    assert predict.sources == [predict.model + "/plots/predictions"]
+    assert predict.out.startswith(docker_smoke.SHARED + "/")
+
+
+def test_prediction_checks(docker_smoke, tmp_path):
+    pictures = tmp_path / docker_smoke.PREDICT_INPUTS
+    assert docker_smoke.check_predictions(str(tmp_path)) == [
+        "hmkd predict had no input: %s holds no PNG" % docker_smoke.PREDICT_INPUTS]
+    pictures.mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (pictures / name).write_bytes(b"png")
+        for kind in ("palette", "overlay"):
+            os.makedirs(str(tmp_path / docker_smoke.PREDICT_OUT / kind), exist_ok=True)
+            (tmp_path / docker_smoke.PREDICT_OUT / kind / name).write_bytes(b"png")
+    assert docker_smoke.check_predictions(str(tmp_path)) == []
+    (tmp_path / docker_smoke.PREDICT_OUT / "overlay" / "b.png").unlink()
+    assert docker_smoke.check_predictions(str(tmp_path)) == [
+        "hmkd predict wrote 1 of 2 overlay PNGs in predict/overlay"]
 
 
 def test_explicit_commands_replace_the_pipeline(docker_smoke, tmp_path, monkeypatch, capsys):

@@ -5,7 +5,8 @@ Usage: python tools/docker/smoke.py [--image hmkd:0.1.0] [--shared runs/docker-s
 (`make docker-smoke`, in the project venv). A host-only tool, so it lives outside the runtime package: it drives
 the engine through the docker SDK (a test pin), which the image neither has nor needs.
 
-Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`) runs in its own container through the
+Each command (SMOKE_COMMANDS: jobs/smoke.yaml through `hmkd submit --local`, then `hmkd predict` with the distilled
+student on the pictures its run left, as a user on their own images) runs in its own container through the
 image's ENTRYPOINT (`hmkd`), as the invoking user (so the outputs belong to them), with GPUs passed through when the
 host has them, without network. Every run directory it leaves must hold DONE and its results (eval.json, or an eval
 stage's report.json), and every file must belong to that user and be readable by other users (Docker starts the
@@ -38,9 +39,15 @@ SHARED = "/shared"  # where the host folder is mounted in the container
 # The smoke pipeline, defined here only: the argv of each `hmkd` run (one container each, in order). It is
 # jobs/smoke.yaml through the launcher (what `make smoke` runs) with the root on the mount and short schedules.
 _SHORT = "[schedule.max_iters=20, train.device=auto]"
+# The predict run reads PNGs from the mount and writes beside them, as the invoking user: PREDICT_INPUTS and
+# PREDICT_OUT are paths under the mount (SHARED), checked on the host by check_predictions.
+PREDICT_INPUTS = "smoke/hmkd/plots/predictions"
+PREDICT_OUT = "predict"
 SMOKE_COMMANDS = (
     ("submit", "jobs/smoke.yaml", "--local", "--set", "root=" + SHARED, "--set", "stages.teacher.overrides=" + _SHORT,
      "--set", "stages.student.overrides=" + _SHORT, "--set", "stages.hmkd.overrides=" + _SHORT),
+    ("predict", SHARED + "/" + PREDICT_INPUTS, "--model", SHARED + "/smoke/hmkd", "--out", SHARED + "/" + PREDICT_OUT,
+     "--outputs", "palette,overlay"),
 )
 DOCKER_SDK_PIN = "docker==7.1.0"
 
@@ -226,6 +233,22 @@ def unreadable_paths(root: str) -> List[str]:
     return sorted(unreadable)
 
 
+def check_predictions(root: str) -> List[str]:
+    """Problems with what the predict command wrote under ``root``: one palette and one overlay PNG per input."""
+    inputs = sorted(os.path.relpath(p, os.path.join(root, PREDICT_INPUTS))
+                    for p in glob.glob(os.path.join(root, PREDICT_INPUTS, "*.png")))
+    if not inputs:
+        return ["hmkd predict had no input: %s holds no PNG" % PREDICT_INPUTS]
+    problems = []
+    for kind in ("palette", "overlay"):
+        folder = os.path.join(root, PREDICT_OUT, kind)
+        written = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        if written != inputs:
+            problems.append("hmkd predict wrote %d of %d %s PNGs in %s/%s" % (
+                len(set(written) & set(inputs)), len(inputs), kind, PREDICT_OUT, kind))
+    return problems
+
+
 def check_outputs(root: str, uid: int, gid: int) -> Tuple[List[Dict[str, Any]], List[str]]:
     """One row per run (a stage's seed_* folders, or the stage directory itself) and the problems found: every run
     DONE, training runs with an eval.json holding mIoU, an eval stage with its report.json, and every path under
@@ -319,6 +342,8 @@ def smoke(args) -> int:
             raise SmokeError("`hmkd %s` exited with %d in the container: %s" % (" ".join(argv), status, tail[0]))
     seconds = time.time() - started
     rows, problems = check_outputs(host_dir, uid, gid)
+    if not args.commands:
+        problems += check_predictions(host_dir)
     reports = [r for r in rows if r["report"]]
     if reports:  # the launcher's eval stage wrote the comparison inside the container
         for r in reports:

@@ -32,11 +32,16 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
+def prefixed_records(run: RunDir, prefix: str) -> List[Tuple[int, Dict[str, float]]]:
+    """(step, {term: value}) for each metrics.jsonl line of the run holding ``prefix + term`` keys, in step order."""
+    lines = [r for r in read_jsonl(run.metrics) if "step" in r and any(k.startswith(prefix) for k in r)]
+    return [(r["step"], {k[len(prefix):]: r[k] for k in r if k.startswith(prefix)})
+            for r in sorted(lines, key=lambda r: r["step"])]
+
+
 def loss_windows(run: RunDir) -> List[Tuple[int, Dict[str, float]]]:
     """(step, {term: window mean}) for each logged training line of the run, in step order."""
-    lines = [r for r in read_jsonl(run.metrics) if "step" in r and any(k.startswith(LOSS_PREFIX) for k in r)]
-    return [(r["step"], {k[len(LOSS_PREFIX):]: r[k] for k in r if k.startswith(LOSS_PREFIX)})
-            for r in sorted(lines, key=lambda r: r["step"])]
+    return prefixed_records(run, LOSS_PREFIX)
 
 
 def _term_order(runs: Sequence[List[Tuple[int, Dict[str, float]]]]) -> List[str]:
@@ -71,17 +76,11 @@ def term_curves(runs: Sequence[RunDir]) -> Dict[str, List[Tuple[int, float]]]:
     return curves
 
 
-def share_records(run: RunDir) -> List[Tuple[int, Dict[str, float]]]:
-    """(step, {term: share}) for each diagnostic step of the run, in step order."""
-    lines = [r for r in read_jsonl(run.metrics) if "step" in r and any(k.startswith(GRAD_SHARE) for k in r)]
-    return [(r["step"], {k[len(GRAD_SHARE):]: r[k] for k in r if k.startswith(GRAD_SHARE)})
-            for r in sorted(lines, key=lambda r: r["step"])]
-
 
 def share_rows(label: str, runs: Sequence[RunDir]) -> List[Dict[str, Any]]:
     """One row per loss term of the stage: seeds, its share of the student's gradient at the first and the last
     diagnostic step (mean over seeds, with those steps), and whether it was switched off by its scale there."""
-    recorded = [r for r in (share_records(run) for run in runs) if r]
+    recorded = [r for r in (prefixed_records(run, GRAD_SHARE) for run in runs) if r]
     rows = []
     for name in _term_order(recorded):
         having = [[(step, shares[name]) for step, shares in records if name in shares] for records in recorded]

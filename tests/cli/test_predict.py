@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-import predict_files
 from predict_files import CLASSES, blocky, write_image
+from predict_fixtures import image_folder, run_dir, video_file  # noqa: F401 (fixtures)
 from runner import REPO, cli_env
 
 from hmkd.cli.main import main
@@ -28,23 +28,6 @@ from hmkd.deploy.student import StudentLogits
 from hmkd.engine.stage import run_eval_stage
 from hmkd.evaluation import evaluate, predict_logits
 from hmkd.predict.sources import expand_sources
-
-
-@pytest.fixture()
-def run_dir(tmp_path):
-    def make(name="deeplabv3_tiny", class_names=CLASSES):
-        return predict_files.finished_student(tmp_path / ("run_%s_%d" % (name, len(class_names))), name, class_names)
-    return make
-
-
-@pytest.fixture()
-def image_folder(tmp_path):
-    return predict_files.image_folder(tmp_path / "images")
-
-
-@pytest.fixture()
-def video_file(tmp_path):
-    return predict_files.video_file(tmp_path / "clip.mp4")
 
 
 def predict(capsys, *argv):
